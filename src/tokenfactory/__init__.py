@@ -1,0 +1,3 @@
+"""tokenfactory: run an AI inference fleet as a token factory."""
+
+__version__ = "0.1.0"

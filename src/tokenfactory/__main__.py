@@ -1,0 +1,5 @@
+"""`python -m tokenfactory` runs the CLI."""
+
+from tokenfactory.cli import main
+
+main()

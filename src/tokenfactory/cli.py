@@ -1,0 +1,149 @@
+"""The `tokenfactory` command: parse, call library code, print. Errors become one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.exceptions import Abort, TyperException
+
+from tokenfactory import render
+from tokenfactory.catalog import load_catalog
+from tokenfactory.economics import evaluate, run_scenarios
+from tokenfactory.economics.query import parse_query, resolve
+from tokenfactory.errors import BadInput, TokenfactoryError
+
+app = typer.Typer(
+    help="Run an AI inference fleet as a token factory: plan it, serve it, keep its books.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="List the catalog, or show one entry.", invoke_without_command=True)
+app.add_typer(catalog_app, name="catalog")
+
+CatalogFile = Annotated[
+    Path | None,
+    typer.Option("--catalog", help="TOML file whose entries add to or override the catalog."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+@catalog_app.callback()
+def catalog_list(
+    ctx: typer.Context, catalog: CatalogFile = None, as_json: JsonFlag = False
+) -> None:
+    """List GPUs, models, tiers and energy defaults."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = catalog
+        return
+    cat = load_catalog(catalog)
+    if as_json:
+        _print_json(render.catalog_json(cat))
+    else:
+        render.catalog_tables(_out(), cat)
+
+
+@catalog_app.command("show")
+def catalog_show(
+    ctx: typer.Context,
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="A GPU, model or tier id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one catalog entry with the source of its figures."""
+    entry = load_catalog(ctx.obj).entry(entry_id)
+    if as_json:
+        _print_json(entry.model_dump(mode="json"))
+    else:
+        render.entry(_out(), entry)
+
+
+@app.command()
+def cost(
+    gpu: Annotated[str, typer.Option(help="GPU id from the catalog.")],
+    gpus: Annotated[int, typer.Option(help="Number of GPUs.")] = 1,
+    tokens_per_s_per_gpu: Annotated[
+        float | None, typer.Option(help="Output tokens/s per GPU when busy.")
+    ] = None,
+    tokens_per_s: Annotated[
+        float | None, typer.Option(help="Output tokens/s of all the GPUs together.")
+    ] = None,
+    utilization: Annotated[float, typer.Option(help="Share of time the GPUs are busy.")] = 1.0,
+    rent_per_gpu_hour: Annotated[float | None, typer.Option(help="Rent, $/GPU-hour.")] = None,
+    capex_per_gpu: Annotated[float | None, typer.Option(help="Owned: price per GPU, $.")] = None,
+    years: Annotated[float | None, typer.Option(help="Owned: amortisation years.")] = None,
+    pue: Annotated[float | None, typer.Option(help="Power usage effectiveness.")] = None,
+    electricity_per_kwh: Annotated[float | None, typer.Option(help="Owned: $/kWh.")] = None,
+    kw_per_gpu: Annotated[
+        float | None, typer.Option(help="All-in provisioned kW per GPU (facility included).")
+    ] = None,
+    ops_per_gpu_hour: Annotated[float | None, typer.Option(help="Owned: $/GPU-hour.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id: its list price is sold.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Tier whose price ratio applies.")] = None,
+    price_in: Annotated[float | None, typer.Option(help="$ per 1M input tokens.")] = None,
+    price_cached_in: Annotated[
+        float | None, typer.Option(help="$ per 1M cached input tokens.")
+    ] = None,
+    price_out: Annotated[float | None, typer.Option(help="$ per 1M output tokens.")] = None,
+    input_per_output: Annotated[
+        float | None, typer.Option(help="Input tokens sold per output token.")
+    ] = None,
+    cached_share: Annotated[float, typer.Option(help="Share of input that is cached.")] = 0.0,
+    scenarios: Annotated[
+        bool, typer.Option("--scenarios", help="Move one input at a time.")
+    ] = False,
+    catalog: CatalogFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What a token costs and earns on a set of GPUs: the production function."""
+    flags = {k: v for k, v in locals().items() if k not in {"scenarios", "catalog", "as_json"}}
+    query = parse_query(**{k: _exact(v) for k, v in flags.items()})
+    factory, filled = resolve(query, load_catalog(catalog))
+    if scenarios and factory.prices is None:
+        raise BadInput("--scenarios needs prices: give --model or --price-in/--price-out")
+    pnl = evaluate(factory)
+    moves = run_scenarios(factory) if scenarios else None
+    if as_json:
+        _print_json(render.cost_json(factory, pnl, filled, moves))
+    else:
+        render.cost_tables(_out(), factory, pnl, filled, moves)
+
+
+def _exact(value: object) -> object:
+    """Floats from the command line become Decimal by their text, not their binary value."""
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+def main() -> None:
+    """Entry point: run the app, turning every expected error into one line and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except TokenfactoryError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(2)
+    except Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except TyperException as e:
+        if message := e.format_message():  # empty when the help was shown instead
+            print(f"error: {message}", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -1,0 +1,58 @@
+"""The one exception hierarchy: raise anywhere, map once at the edge.
+
+Each error carries an HTTP status and OpenAI's error `type` and `code`, so the gateway can
+render `{"error": {message, type, param, code}}` and the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TokenfactoryError(Exception):
+    """Base of every error tokenfactory raises on purpose."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BadInput(TokenfactoryError):
+    """The caller gave something that cannot be used."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class UnknownId(BadInput):
+    """An id that names nothing; the message suggests the nearest valid ids."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(
+        self, kind: str, wanted: str, valid: Iterable[str], *, param: str | None = None
+    ) -> None:
+        choices = sorted(valid)
+        near = difflib.get_close_matches(wanted, choices, n=3, cutoff=0.5)
+        if not near:
+            lowered = wanted.lower()
+            near = [c for c in choices if lowered in c.lower() or c.lower() in lowered][:3]
+        hint = f"did you mean {', '.join(near)}?" if near else f"valid: {', '.join(choices)}"
+        super().__init__(f"unknown {kind} {wanted!r}; {hint}", param=param)
+        self.kind = kind
+        self.wanted = wanted
+        self.suggestions = near
+
+
+class ConfigError(BadInput):
+    """A data or configuration file that cannot be read; the message says where."""
+
+    code = "invalid_file"
