@@ -1,6 +1,16 @@
 """The factory's facts as data: GPUs, models, tier presets and energy defaults."""
 
 from tokenfactory.catalog.load import Catalog, load_catalog
-from tokenfactory.catalog.schema import PRECISIONS, Energy, Gpu, Model, Precision, Tier
+from tokenfactory.catalog.schema import PRECISIONS, Energy, Engine, Gpu, Model, Precision, Tier
 
-__all__ = ["PRECISIONS", "Catalog", "Energy", "Gpu", "Model", "Precision", "Tier", "load_catalog"]
+__all__ = [
+    "PRECISIONS",
+    "Catalog",
+    "Energy",
+    "Engine",
+    "Gpu",
+    "Model",
+    "Precision",
+    "Tier",
+    "load_catalog",
+]

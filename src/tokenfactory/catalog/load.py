@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tokenfactory.catalog.schema import Energy, Gpu, Model, Row, Tier
+from tokenfactory.catalog.schema import Energy, Engine, Gpu, Model, Row, Tier
 from tokenfactory.errors import ConfigError, UnknownId
 
 R = TypeVar("R", bound=Row)
 
-_TABLES = ("gpu", "model", "tier")
-_BUILTIN = ("gpus.toml", "models.toml", "tiers.toml", "energy.toml")
+_TABLES = ("gpu", "model", "engine", "tier")
+_BUILTIN = ("gpus.toml", "models.toml", "engines.toml", "tiers.toml", "energy.toml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,7 @@ class Catalog:
 
     gpus: dict[str, Gpu]
     models: dict[str, Model]
+    engines: dict[str, Engine]
     tiers: dict[str, Tier]
     energy: Energy
 
@@ -43,13 +44,17 @@ class Catalog:
         """The model with this id, or UnknownId naming the nearest ones."""
         return _lookup(self.models, "model", model_id)
 
+    def engine(self, engine_id: str) -> Engine:
+        """The engine kind with this id, or UnknownId naming the nearest ones."""
+        return _lookup(self.engines, "engine", engine_id)
+
     def tier(self, tier_id: str) -> Tier:
         """The tier with this id, or UnknownId naming the nearest ones."""
         return _lookup(self.tiers, "tier", tier_id)
 
     def entry(self, entry_id: str) -> Row:
         """Any entry by id, whatever its table."""
-        everything: dict[str, Row] = {**self.gpus, **self.models, **self.tiers}
+        everything: dict[str, Row] = {**self.gpus, **self.models, **self.engines, **self.tiers}
         return _lookup(everything, "catalog id", entry_id)
 
 
@@ -62,7 +67,7 @@ def _lookup(table: dict[str, R], kind: str, wanted: str) -> R:
 
 def load_catalog(user_file: Path | None = None) -> Catalog:
     """The built-in catalog, with `user_file` merged over it when given."""
-    raw: dict[str, Any] = {"gpu": [], "model": [], "tier": [], "energy": {}}
+    raw: dict[str, Any] = {"gpu": [], "model": [], "engine": [], "tier": [], "energy": {}}
     texts: dict[str, str] = {}
     for name in _BUILTIN:
         text = resources.files("tokenfactory.catalog").joinpath("data", name).read_text()
@@ -78,6 +83,7 @@ def load_catalog(user_file: Path | None = None) -> Catalog:
     return Catalog(
         gpus=_validate_rows(Gpu, raw["gpu"], texts),
         models=_validate_rows(Model, raw["model"], texts),
+        engines=_validate_rows(Engine, raw["engine"], texts),
         tiers=_validate_rows(Tier, raw["tier"], texts),
         energy=_validate(Energy, raw["energy"], "[energy]"),
     )
@@ -95,8 +101,8 @@ def _merge(raw: dict[str, Any], data: dict[str, Any], where: str) -> None:
     unknown = sorted(set(data) - {*_TABLES, "energy"})
     if unknown:
         raise ConfigError(
-            f"{where}: unknown table {unknown[0]!r}; expected [[gpu]], [[model]], [[tier]] "
-            "or [energy]"
+            f"{where}: unknown table {unknown[0]!r}; expected [[gpu]], [[model]], [[engine]], "
+            "[[tier]] or [energy]"
         )
     if "energy" in data:
         if not isinstance(data["energy"], dict):

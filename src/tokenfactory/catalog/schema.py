@@ -108,6 +108,15 @@ class Tier(Row):
     preemptible: bool
 
 
+class Engine(Row):
+    """An inference engine kind and its batching defaults."""
+
+    max_num_seqs: int = Field(gt=0)
+    max_batched_tokens: int = Field(gt=0)
+    chunked_prefill: bool
+    block_size: int = Field(gt=0)
+
+
 class Energy(BaseModel):
     """Facility and ownership defaults used when the user gives none."""
 

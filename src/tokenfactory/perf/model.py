@@ -1,0 +1,176 @@
+"""Time of one engine step, and how many tokens of KV cache fit, for one replica.
+
+A step runs the whole model once over a batch that mixes prefill chunks and decode
+tokens. Each kind of kernel is bounded by compute or by memory (a roofline per kernel
+class), and the step pays both classes in sequence:
+
+    step = max(linear FLOPs / F, weight bytes / B)        dense and expert GEMMs
+         + max(attention FLOPs / F, KV bytes / B)          attention over the context
+         + 2 x layers x all-reduce(tokens x hidden)        tensor parallel, if any
+         + overhead                                        launch, schedule, sample
+
+F and B are the GPU's dense peak FLOPs and HBM bandwidth times fitted achieved
+fractions (`Efficiency`), per engine kind and precision. Everything is per GPU: a
+tensor-parallel replica shards weights, heads and KV over its GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenfactory.catalog import Gpu, Model, Precision
+from tokenfactory.catalog.schema import BYTES_PER_PARAM
+from tokenfactory.perf.shape import active_params, kv_elements_per_token, total_params
+
+ACTIVATION_BYTES = 2  # activations travel in bf16 between layers
+ALLREDUCE_LATENCY_S = 8e-6  # one small all-reduce over NVLink, launch included
+MEMORY_RESERVE = 0.05  # share of HBM kept for activations and the engine's workspace
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """Achieved fractions of peak and fixed costs of one engine kind at one precision."""
+
+    compute: float
+    memory: float
+    step_overhead_s: float
+    seq_overhead_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A model on a GPU kind at a precision and tensor-parallel degree."""
+
+    model: Model
+    gpu: Gpu
+    precision: Precision
+    tensor_parallel: int = 1
+    kv_precision: Precision | None = None
+    memory_utilization: float = 0.9
+
+    @property
+    def kv_bytes_per_element(self) -> float:
+        """KV cache element size: the model precision, never below fp8."""
+        kv = self.kv_precision or ("fp8" if self.precision == "fp4" else self.precision)
+        return BYTES_PER_PARAM[kv]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one step processes, as sums the simulator keeps up to date cheaply.
+
+    prefill_tokens: new prompt tokens in this step; prefill_pairs: (query, key) pairs
+    those tokens attend to (chunk x earlier context + chunk^2 / 2 per sequence);
+    prefill_context: KV tokens the chunks read; decode_seqs and decode_context: sequences
+    decoding one token and the sum of their context lengths; sampled: sequences that emit
+    a token (decodes plus prefills that finish their prompt).
+    """
+
+    prefill_tokens: int = 0
+    prefill_pairs: float = 0.0
+    prefill_context: float = 0.0
+    decode_seqs: int = 0
+    decode_context: float = 0.0
+    sampled: int = 0
+
+
+class PerfModel:
+    """Step time and KV capacity of one replica; constants are folded once here."""
+
+    def __init__(self, d: Deployment, eff: Efficiency) -> None:
+        m, g, tp = d.model, d.gpu, d.tensor_parallel
+        self.deployment = d
+        self.efficiency = eff
+        bpp = BYTES_PER_PARAM[d.precision]
+        flops = g.tflops(d.precision) * 1e12 * eff.compute
+        bandwidth = g.hbm_tb_s * 1e12 * eff.memory
+        head = m.vocab_size * m.hidden_size
+        embedding = 0 if m.tied_embeddings else head  # looked up, not read whole
+        experts = _expert_params(m)
+        self._dense_weight_s = (total_params(m) - embedding - experts) * bpp / tp / bandwidth
+        self._expert_weight_s = experts * bpp / tp / bandwidth
+        self._experts_active_share = m.experts_active / m.experts if m.is_moe else 0.0
+        self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops
+        self._head_s_per_sample = 2 * head / tp / flops
+        self._attn_s_per_pair, self._window = _attention_cost(m, tp, flops)
+        self._windowed_share = m.sliding_window_layers / m.layers
+        kv_per_gpu = _kv_per_gpu_elements(m, tp, context=4096) * d.kv_bytes_per_element
+        self.kv_bytes_per_token = kv_per_gpu
+        self._kv_s_per_token = kv_per_gpu / bandwidth
+        link = g.scaleup_gb_s * 1e9
+        self._allreduce_s_per_token = (
+            0.0 if tp == 1 else 2 * (tp - 1) / tp * m.hidden_size * ACTIVATION_BYTES / link
+        )
+        self._allreduce_fixed_s = 0.0 if tp == 1 else 2 * m.layers * ALLREDUCE_LATENCY_S
+        self._layers = m.layers
+        free = g.hbm_gb * 1e9 * (d.memory_utilization - MEMORY_RESERVE)
+        self.weight_bytes_per_gpu = total_params(m) * bpp / tp
+        self.kv_capacity_tokens = max(0, int((free - self.weight_bytes_per_gpu) / kv_per_gpu))
+
+    def step_time(self, b: Batch) -> float:
+        """Seconds one engine step takes for this batch."""
+        tokens = b.prefill_tokens + b.decode_seqs
+        if tokens == 0:
+            return 0.0
+        weight_s = self._dense_weight_s
+        if self._experts_active_share:
+            # Experts a batch touches: each token picks k of E, so a big batch reads them all.
+            touched = 1.0 - (1.0 - self._experts_active_share) ** tokens
+            weight_s += self._expert_weight_s * touched
+        linear_s = tokens * self._linear_s_per_token + b.sampled * self._head_s_per_sample
+        pairs = b.prefill_pairs + b.decode_context
+        if self._window:
+            capped = min(b.decode_context, b.decode_seqs * self._window)
+            pairs = pairs * (1 - self._windowed_share) + capped * self._windowed_share
+        attn_s = pairs * self._attn_s_per_pair
+        kv_s = (b.prefill_context + b.decode_context + tokens) * self._kv_s_per_token
+        comm_s = self._allreduce_fixed_s + tokens * self._allreduce_s_per_token * self._layers
+        overhead_s = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (b.sampled)
+        return max(linear_s, weight_s) + max(attn_s, kv_s) + comm_s + overhead_s
+
+    def work_s(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
+        """Replica seconds a request costs at the margin of a full batch.
+
+        Prefill pays its tokens' compute and attention; decode pays each token's compute
+        and the context it reads. Weight reads are shared by the batch, so they are
+        idle-time, not any one request's work.
+        """
+        new = prompt_tokens - cached_tokens
+        prefill_pairs = new * cached_tokens + new * new / 2
+        decode_pairs = output_tokens * (prompt_tokens + output_tokens / 2)
+        per_pair = max(self._attn_s_per_pair, self._kv_s_per_token)
+        return (
+            (new + output_tokens) * self._linear_s_per_token
+            + output_tokens * self._head_s_per_sample
+            + prefill_pairs * self._attn_s_per_pair
+            + decode_pairs * per_pair
+        )
+
+    def fits(self) -> bool:
+        """Whether the weights leave any room for KV cache on these GPUs."""
+        return self.kv_capacity_tokens > 0
+
+
+def _expert_params(m: Model) -> int:
+    if not m.is_moe:
+        return 0
+    return (m.layers - m.dense_layers) * m.experts * 3 * m.hidden_size * m.moe_intermediate_size
+
+
+def _attention_cost(m: Model, tp: int, flops: float) -> tuple[float, int]:
+    """Seconds per (query, key) pair summed over layers, and the sliding window if any."""
+    heads = max(1, m.attention_heads // tp)
+    if m.attention == "mla":
+        # Absorbed MLA: scores against the latent plus rope key, values from the latent.
+        per_pair = 2 * heads * (m.kv_lora_rank + m.qk_rope_head_dim) + 2 * heads * m.kv_lora_rank
+    else:
+        per_pair = 4 * heads * m.head_dim
+    return per_pair * m.layers / flops, m.sliding_window
+
+
+def _kv_per_gpu_elements(m: Model, tp: int, context: int) -> float:
+    """KV elements per token on one GPU: heads shard over TP, an MLA latent does not."""
+    per_token = kv_elements_per_token(m, context)
+    if m.attention == "mla":
+        return per_token
+    return per_token * max(1, m.kv_heads // tp) / m.kv_heads

@@ -1,0 +1,49 @@
+"""What a scheduler knows of a request and of the tier it was bought in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TIER_ORDER = ("realtime", "standard", "flex", "batch")
+
+
+@dataclass(frozen=True, slots=True)
+class TierRule:
+    """A tier as the scheduler sees it: objectives, patience, price and preemptibility."""
+
+    name: str
+    rank: int
+    price_ratio: float
+    ttft_s: float | None
+    tpot_s: float | None
+    patience_s: float
+    preemptible: bool
+    window_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request waiting for, or holding, a place in an engine's batch.
+
+    value: what it earns if served within its objective ($); work_s: predicted seconds
+    of replica time it costs. Both come from the caller (economics and perf).
+    """
+
+    id: int
+    tier: TierRule
+    arrival_s: float
+    input_tokens: int
+    output_tokens: int
+    value: float
+    work_s: float
+
+    @property
+    def density(self) -> float:
+        """Money per second of replica time: what serving this request earns the factory."""
+        return self.value / self.work_s if self.work_s > 0 else float("inf")
+
+    @property
+    def deadline_s(self) -> float:
+        """When its first token is due (or, for batch, when its window closes)."""
+        due = self.tier.ttft_s if self.tier.ttft_s is not None else self.tier.window_s
+        return self.arrival_s + (due if due is not None else self.tier.patience_s)

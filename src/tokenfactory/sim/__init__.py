@@ -1,0 +1,1 @@
+"""The fleet simulator: discrete events, iteration-level replicas, the same scheduler."""

@@ -1,0 +1,179 @@
+"""Fit the performance model's few parameters to measurements, by simulating each one.
+
+Every measurement is replayed in the simulator (same engine limits, arrivals and
+lengths); the fit moves the achieved fractions of peak compute and bandwidth and the
+fixed step costs, shared by every row of one engine kind, to minimise the squared log
+error of throughput (and of mean TTFT / TPOT where measured). No constant per row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import median
+
+import numpy as np
+
+from tokenfactory.catalog import Catalog
+from tokenfactory.catalog.schema import Precision
+from tokenfactory.perf.measurements import Measurement
+from tokenfactory.perf.model import Deployment, Efficiency
+from tokenfactory.sched import TierRule
+from tokenfactory.sim.fleet import TierPrice
+from tokenfactory.sim.replica import EngineLimits
+from tokenfactory.sim.report import Economics
+from tokenfactory.sim.run import Setup, simulate
+from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offline, poisson
+
+# Distribution rows give only a cap on input and a mean output; their shapes are assumed.
+INPUT_MEAN_OF_CAP = 0.3
+LENGTH_CV = 0.8
+OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
+
+_NO_SLO = {
+    name: TierRule(name, rank, 1.0, None, None, math.inf, False)
+    for rank, name in enumerate(("realtime", "standard", "flex", "batch"))
+}
+_FREE = {name: TierPrice(0.0, 0.0, 0.0) for name in _NO_SLO}
+_NO_COST = Economics(1, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What the model says for one measurement's conditions."""
+
+    measurement: Measurement
+    output_tokens_per_s: float
+    ttft_ms_mean: float
+    tpot_ms_mean: float
+
+    def errors(self) -> dict[str, float]:
+        """Relative errors (predicted / measured - 1) of each measured figure."""
+        m = self.measurement
+        out = {"output_tokens_per_s": self.output_tokens_per_s / m.output_tokens_per_s - 1}
+        if m.ttft_ms_mean:
+            out["ttft_ms_mean"] = self.ttft_ms_mean / m.ttft_ms_mean - 1
+        if m.tpot_ms_mean:
+            out["tpot_ms_mean"] = self.tpot_ms_mean / m.tpot_ms_mean - 1
+        return out
+
+
+def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.0) -> Setup:
+    """The simulation that reproduces one measurement's conditions.
+
+    scale < 1 shortens the run (fewer requests) for fitting; reports use 1.
+    """
+    engine = catalog.engine(m.engine)
+    limits = EngineLimits(
+        max_num_seqs=m.max_num_seqs or engine.max_num_seqs,
+        max_batched_tokens=engine.max_batched_tokens,
+        chunked_prefill=engine.chunked_prefill,
+        block_size=engine.block_size,
+    )
+    precision: Precision = m.precision  # type: ignore[assignment]
+    deployment = Deployment(
+        catalog.model(m.model), catalog.gpu(m.gpu), precision, m.tensor_parallel
+    )
+    replicas = m.gpus // m.tensor_parallel
+    inputs: Length
+    outputs: Length
+    if m.fixed_lengths:
+        inputs, outputs = Fixed(m.input_tokens), Fixed(m.output_tokens)
+    else:
+        inputs = LogNormal(m.input_tokens * INPUT_MEAN_OF_CAP, m.input_tokens, LENGTH_CV)
+        outputs = LogNormal(m.output_tokens, 4 * m.output_tokens, LENGTH_CV)
+    requests = m.requests or OFFLINE_WAVES * limits.max_num_seqs * replicas
+    requests = max(200, int(requests * scale))
+    rng, ids, mix = np.random.default_rng(1), Ids(), TierMix()
+    workload = (
+        poisson(m.qps, requests, inputs, outputs, mix, rng, ids)
+        if m.arrival == "poisson" and m.qps
+        else offline(requests, inputs, outputs, mix, rng, ids)
+    )
+    return Setup(deployment, eff, limits, replicas, workload, _NO_SLO, _FREE, _NO_COST)
+
+
+def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.0) -> Prediction:
+    """Simulate one measurement's conditions."""
+    s = simulate(setup_for(m, eff, catalog, scale)).summary
+    return Prediction(m, s["output_tokens_per_s"], s["ttft_ms"]["mean"], s["tpot_ms"]["mean"])
+
+
+def loss(predictions: Sequence[Prediction]) -> float:
+    """Mean squared log error over every measured figure."""
+    terms = [math.log1p(e) ** 2 for p in predictions for e in p.errors().values()]
+    return sum(terms) / len(terms)
+
+
+def fit(
+    measurements: Sequence[Measurement],
+    start: Efficiency,
+    catalog: Catalog,
+    scale: float = 0.3,
+    iterations: int = 120,
+) -> Efficiency:
+    """The parameters that make the simulator agree best with the measurements."""
+
+    def objective(x: np.ndarray) -> float:
+        eff = _from_vector(x)
+        return loss([predict(m, eff, catalog, scale) for m in measurements])
+
+    best = _nelder_mead(objective, _to_vector(start), iterations)
+    return _from_vector(best)
+
+
+def report(
+    measurements: Sequence[Measurement], eff: Efficiency, catalog: Catalog
+) -> tuple[list[Prediction], dict[str, float]]:
+    """Each row predicted at full length, and the median absolute error per figure."""
+    predictions = [predict(m, eff, catalog) for m in measurements]
+    medians: dict[str, float] = {}
+    for figure in ("output_tokens_per_s", "ttft_ms_mean", "tpot_ms_mean"):
+        errors = [abs(p.errors()[figure]) for p in predictions if figure in p.errors()]
+        if errors:
+            medians[figure] = median(errors)
+    return predictions, medians
+
+
+def _to_vector(e: Efficiency) -> np.ndarray:
+    return np.log([e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s])
+
+
+def _from_vector(x: np.ndarray) -> Efficiency:
+    compute, memory, step, seq = np.exp(x)
+    return Efficiency(min(float(compute), 1.0), min(float(memory), 1.0), float(step), float(seq))
+
+
+def _nelder_mead(
+    f: Callable[[np.ndarray], float], x0: np.ndarray, iterations: int, step: float = 0.3
+) -> np.ndarray:
+    """Minimise f from x0 with the downhill simplex; enough for four smooth parameters."""
+    n = len(x0)
+    simplex = [x0] + [x0 + step * np.eye(n)[i] for i in range(n)]
+    values = [f(x) for x in simplex]
+    for _ in range(iterations):
+        order = np.argsort(values)
+        simplex, values = [simplex[i] for i in order], [values[i] for i in order]
+        centroid = np.mean(simplex[:-1], axis=0)
+        worst = simplex[-1]
+        reflected = centroid + (centroid - worst)
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = centroid + 2 * (centroid - worst)
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = centroid + 0.5 * (worst - centroid)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:  # shrink towards the best point
+                simplex = [simplex[0]] + [simplex[0] + 0.5 * (x - simplex[0]) for x in simplex[1:]]
+                values = [values[0]] + [f(x) for x in simplex[1:]]
+        if max(values) - min(values) < 1e-6:
+            break
+    best: np.ndarray = simplex[int(np.argmin(values))]
+    return best

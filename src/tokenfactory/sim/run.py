@@ -1,0 +1,63 @@
+"""Run one simulation from a fully built setup and summarise it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenfactory.perf.model import Deployment, Efficiency, PerfModel
+from tokenfactory.sched import POLICIES, TierRule
+from tokenfactory.sim.clock import Environment
+from tokenfactory.sim.fleet import Fleet, TierPrice
+from tokenfactory.sim.replica import EngineLimits
+from tokenfactory.sim.report import Economics, summarize
+from tokenfactory.workload import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """Everything one simulation needs, already validated."""
+
+    deployment: Deployment
+    efficiency: Efficiency
+    limits: EngineLimits
+    replicas: int
+    workload: Workload
+    tiers: dict[str, TierRule]
+    prices: dict[str, TierPrice]
+    economics: Economics
+    policy: str = "fcfs"
+    router: str = "least_load"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The summary, plus the fleet for callers that want per-request detail."""
+
+    summary: dict[str, Any]
+    fleet: Fleet
+
+
+def simulate(setup: Setup, until: float = float("inf")) -> Result:
+    """Run the workload on the fleet until it is served (or `until` seconds)."""
+    perf = PerfModel(setup.deployment, setup.efficiency)
+    env = Environment()
+    fleet = Fleet(
+        env,
+        perf,
+        setup.limits,
+        setup.replicas,
+        setup.workload,
+        setup.tiers,
+        setup.prices,
+        POLICIES[setup.policy],
+        setup.router,
+    )
+    fleet.start()
+    env.run(until)
+    duration = max((o.end_s for o in fleet.outcomes), default=0.0)
+    busy = sum(r.busy_s for r in fleet.replicas)
+    share = min(1.0, busy / (duration * setup.replicas)) if duration else 0.0
+    summary = summarize(fleet.outcomes, setup.tiers, setup.prices, setup.economics, share)
+    summary["preemptions"] = sum(r.preemptions for r in fleet.replicas)
+    return Result(summary, fleet)
