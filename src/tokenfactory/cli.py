@@ -12,11 +12,15 @@ import typer
 from rich.console import Console
 from typer.exceptions import Abort, TyperException
 
-from tokenfactory import render
+from tokenfactory import render, render_sim
 from tokenfactory.catalog import load_catalog
+from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
 from tokenfactory.economics.query import parse_query, resolve
-from tokenfactory.errors import BadInput, TokenfactoryError
+from tokenfactory.errors import BadInput, TokenfactoryError, UnknownId
+from tokenfactory.sched import POLICIES
+from tokenfactory.sim.build import build
+from tokenfactory.sim.run import simulate as run_simulation
 
 app = typer.Typer(
     help="Run an AI inference fleet as a token factory: plan it, serve it, keep its books.",
@@ -126,6 +130,29 @@ def cost(
         _print_json(render.cost_json(factory, pnl, filled, moves))
     else:
         render.cost_tables(_out(), factory, pnl, filled, moves)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    policy: Annotated[
+        str | None, typer.Option(help="fcfs | priority | value (default: the file's).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the file's).")] = None,
+    catalog: CatalogFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate a fleet serving a workload: latency, service levels, tokens and money."""
+    cat = load_catalog(catalog)
+    if policy is not None and policy not in POLICIES:
+        raise UnknownId("policy", policy, POLICIES, param="--policy")
+    setup, _ = build(load_scenario(scenario, cat), cat, policy=policy, seed=seed)
+    summary = run_simulation(setup).summary
+    if as_json:
+        _print_json(summary)
+    else:
+        title = f"{scenario.name}: {setup.replicas} replica(s), policy {setup.policy}"
+        render_sim.simulation(_out(), summary, title)
 
 
 def _exact(value: object) -> object:

@@ -151,8 +151,9 @@ def test_defaults_fill_what_is_not_written(catalog: Catalog) -> None:
     s = load(text + "[workload]\nrequests = 5\ninput_tokens = 10\noutput_tokens = 20\n", catalog)
     assert (s.hardware.gpus, s.model.precision, s.engine.tensor_parallel) == (1, "bf16", 1)
     e = s.engine
-    assert (e.max_num_seqs, e.max_batched_tokens, e.chunked_prefill) == (256, 8192, True)
-    assert (e.block_size, e.gpu_memory_utilization, e.kv_precision) == (16, 0.9, None)
+    # batching knobs left out stay None: the engine kind's catalog defaults apply later
+    assert (e.max_num_seqs, e.max_batched_tokens, e.chunked_prefill) == (None, None, None)
+    assert (e.block_size, e.gpu_memory_utilization, e.kv_precision) == (None, 0.9, None)
     assert s.kv_precision == "bf16"
     assert (s.workload.arrival, s.workload.seed, s.workload.trace) == ("offline", 0, None)
     assert s.workload.tier_shares() == {"standard": 1.0}

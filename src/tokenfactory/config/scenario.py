@@ -47,10 +47,11 @@ class EngineSpec(Table):
 
     kind: EngineKind
     tensor_parallel: int = Field(default=1, gt=0)
-    max_num_seqs: int = Field(default=256, gt=0)
-    max_batched_tokens: int = Field(default=8192, gt=0)
-    chunked_prefill: bool = True
-    block_size: int = Field(default=16, gt=0)
+    # None: the engine kind's default from the catalog
+    max_num_seqs: int | None = Field(default=None, gt=0)
+    max_batched_tokens: int | None = Field(default=None, gt=0)
+    chunked_prefill: bool | None = None
+    block_size: int | None = Field(default=None, gt=0)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     kv_precision: Precision | None = None
 

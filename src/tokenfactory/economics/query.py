@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tokenfactory.catalog import Catalog
+from tokenfactory.catalog import Catalog, Energy, Gpu
 from tokenfactory.economics.hardware import Hardware, Owned, Power, Rented
 from tokenfactory.economics.pnl import Factory, OperatingPoint
 from tokenfactory.economics.revenue import Prices
@@ -82,21 +82,46 @@ def parse_query(**flags: object) -> CostQuery:
         raise BadInput(f"{flag}: {message}" if flag else message, param=flag) from None
 
 
-def resolve(query: CostQuery, catalog: Catalog) -> tuple[Factory, list[Filled]]:
-    """The factory the query describes, and the inputs that were filled in."""
-    gpu = catalog.gpu(query.gpu)
-    energy = catalog.energy
-    filled: list[Filled] = []
+class HardwareInputs(Protocol):
+    """Cost inputs a user may give; None means 'from the catalog'."""
 
-    def fill(name: str, given: T | None, default: T, source: str) -> T:
+    @property
+    def rent_per_gpu_hour(self) -> Decimal | None: ...
+    @property
+    def capex_per_gpu(self) -> Decimal | None: ...
+    @property
+    def years(self) -> Decimal | None: ...
+    @property
+    def pue(self) -> float | None: ...
+    @property
+    def electricity_per_kwh(self) -> Decimal | None: ...
+    @property
+    def kw_per_gpu(self) -> float | None: ...
+    @property
+    def ops_per_gpu_hour(self) -> Decimal | None: ...
+
+
+class _Filler:
+    """Takes a given value, or a default whose use it records with its source."""
+
+    def __init__(self) -> None:
+        self.filled: list[Filled] = []
+
+    def __call__(self, name: str, given: T | None, default: T, source: str) -> T:
         if given is not None:
             return given
-        filled.append(Filled(name, str(default), source))
+        self.filled.append(Filled(name, str(default), source))
         return default
 
+
+def resolve_hardware(
+    gpu: Gpu, energy: Energy, given: HardwareInputs, owned: bool
+) -> tuple[Hardware, list[Filled]]:
+    """Owned or rented hardware from the user's inputs, the catalog filling the gaps."""
+    fill = _Filler()
     # The all-in figure includes the facility at the default PUE; its IT share stays
     # when the user names another PUE.
-    all_in_kw = fill("kw_per_gpu", query.kw_per_gpu, gpu.kw_per_gpu, gpu.sources["power"])
+    all_in_kw = fill("kw_per_gpu", given.kw_per_gpu, gpu.kw_per_gpu, gpu.sources["power"])
     power = Power(
         peak_kw=all_in_kw / energy.pue,
         idle_fraction=fill(
@@ -105,44 +130,47 @@ def resolve(query: CostQuery, catalog: Catalog) -> tuple[Factory, list[Filled]]:
             energy.idle_power_fraction,
             energy.sources["idle_power_fraction"],
         ),
-        pue=fill("pue", query.pue, energy.pue, energy.sources["pue"]),
+        pue=fill("pue", given.pue, energy.pue, energy.sources["pue"]),
     )
-    hardware: Hardware
-    if query.capex_per_gpu is not None or query.years is not None:
-        hardware = Owned(
-            capex_per_gpu=fill(
-                "capex_per_gpu", query.capex_per_gpu, gpu.purchase_usd, gpu.sources["purchase"]
-            ),
-            amortisation_years=fill(
-                "years",
-                query.years,
-                Decimal(str(energy.amortisation_years)),
-                energy.sources["amortisation_years"],
-            ),
-            power=power,
-            electricity_per_kwh=fill(
-                "electricity_per_kwh",
-                query.electricity_per_kwh,
-                energy.electricity_per_kwh,
-                energy.sources["electricity_per_kwh"],
-            ),
-            operations_per_gpu_hour=fill(
-                "ops_per_gpu_hour",
-                query.ops_per_gpu_hour,
-                energy.operations_per_gpu_hour,
-                energy.sources["operations_per_gpu_hour"],
-            ),
+    if not owned:
+        rent = fill(
+            "rent_per_gpu_hour", given.rent_per_gpu_hour, gpu.rent_per_gpu_hour, gpu.sources["rent"]
         )
-    else:
-        hardware = Rented(
-            rent_per_gpu_hour=fill(
-                "rent_per_gpu_hour",
-                query.rent_per_gpu_hour,
-                gpu.rent_per_gpu_hour,
-                gpu.sources["rent"],
-            ),
-            power=power,
-        )
+        return Rented(rent, power), fill.filled
+    hardware = Owned(
+        capex_per_gpu=fill(
+            "capex_per_gpu", given.capex_per_gpu, gpu.purchase_usd, gpu.sources["purchase"]
+        ),
+        amortisation_years=fill(
+            "years",
+            given.years,
+            Decimal(str(energy.amortisation_years)),
+            energy.sources["amortisation_years"],
+        ),
+        power=power,
+        electricity_per_kwh=fill(
+            "electricity_per_kwh",
+            given.electricity_per_kwh,
+            energy.electricity_per_kwh,
+            energy.sources["electricity_per_kwh"],
+        ),
+        operations_per_gpu_hour=fill(
+            "ops_per_gpu_hour",
+            given.ops_per_gpu_hour,
+            energy.operations_per_gpu_hour,
+            energy.sources["operations_per_gpu_hour"],
+        ),
+    )
+    return hardware, fill.filled
+
+
+def resolve(query: CostQuery, catalog: Catalog) -> tuple[Factory, list[Filled]]:
+    """The factory the query describes, and the inputs that were filled in."""
+    energy = catalog.energy
+    owned = query.capex_per_gpu is not None or query.years is not None
+    hardware, filled = resolve_hardware(catalog.gpu(query.gpu), energy, query, owned)
+    fill = _Filler()
+    fill.filled = filled
 
     per_gpu = query.tokens_per_s_per_gpu or (query.tokens_per_s or 0) / query.gpus
     point = OperatingPoint(

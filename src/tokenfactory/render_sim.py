@@ -1,0 +1,70 @@
+"""How the planner's results look to people: Rich tables from the summary dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Column, Table
+
+
+def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
+    """The overall figures, then one row per tier."""
+    s = summary
+    table = Table("", "value", title=title)
+    rows = [
+        ("requests completed", f"{s['requests_completed']:,} of {s['requests']:,}"),
+        ("duration", f"{s['duration_s']:,.1f} s"),
+        ("output tokens/s", f"{s['output_tokens_per_s']:,.0f}"),
+        ("output tokens/s per GPU", f"{s['output_tokens_per_s_per_gpu']:,.0f}"),
+        ("input tokens/s", f"{s['input_tokens_per_s']:,.0f}"),
+        ("TTFT mean / p99", _ms(s["ttft_ms"])),
+        ("TPOT mean / p99", _ms(s["tpot_ms"])),
+        ("E2E mean / p99", _ms(s["e2e_ms"])),
+        ("busy share", f"{s['busy_share']:.1%}"),
+        ("energy", f"{s['energy_kwh']:,.2f} kWh"),
+        ("cost", f"${s['cost_usd']:,.4f}"),
+        ("revenue", f"${s['revenue_usd']:,.4f}"),
+        ("profit", f"${s['profit_usd']:,.4f}"),
+        (
+            "cost per 1M tokens",
+            "-"
+            if s["cost_per_million_tokens"] is None
+            else f"${s['cost_per_million_tokens']:,.4f}",
+        ),
+        ("tokens/s per MW", f"{s['tokens_per_mw']:,.0f}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    tiers = Table(
+        Column("tier", no_wrap=True),
+        "requests",
+        "done",
+        "refused",
+        "abandoned",
+        "TTFT p99 ms",
+        "TPOT p99 ms",
+        "SLO met",
+        "goodput tok/s",
+        "revenue $",
+        title="Per tier",
+    )
+    for name, t in s["per_tier"].items():
+        tiers.add_row(
+            name,
+            f"{t['requests']:,}",
+            f"{t['requests_completed']:,}",
+            f"{t['refused']:,}",
+            f"{t['abandoned']:,}",
+            f"{t['ttft_ms']['p99']:,.0f}",
+            f"{t['tpot_ms']['p99']:,.1f}",
+            f"{t['slo_attainment']:.1%}",
+            f"{t['goodput_tokens_per_s']:,.0f}",
+            f"{t['revenue_usd']:,.4f}",
+        )
+    out.print(tiers)
+
+
+def _ms(stats: dict[str, float]) -> str:
+    return f"{stats['mean']:,.1f} / {stats['p99']:,.1f} ms"
