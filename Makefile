@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit bench bench-sim bench-sched calibrate-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Benchmarks measure speed and money side by side; they are not part of `make test`.
+bench: bench-sim bench-sched
+
+bench-sim: $(STAMP)
+	$(BIN)/python benchmarks/sim_speed.py
+
+bench-sched: $(STAMP)
+	$(BIN)/python benchmarks/sched_policies.py
+
+calibrate-report: $(STAMP)
+	$(BIN)/tokenfactory calibrate --report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,8 +19,13 @@ from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
 from tokenfactory.economics.query import parse_query, resolve
 from tokenfactory.errors import BadInput, TokenfactoryError, UnknownId
+from tokenfactory.perf.efficiency import efficiency_for, efficiency_path
+from tokenfactory.perf.measurements import load_measurements
+from tokenfactory.perf.store import write_efficiency
 from tokenfactory.sched import POLICIES
 from tokenfactory.sim.build import build
+from tokenfactory.sim.calibrate import fit as fit_efficiency
+from tokenfactory.sim.calibrate import report as calibration_report
 from tokenfactory.sim.run import simulate as run_simulation
 
 app = typer.Typer(
@@ -153,6 +159,59 @@ def simulate(
     else:
         title = f"{scenario.name}: {setup.replicas} replica(s), policy {setup.policy}"
         render_sim.simulation(_out(), summary, title)
+
+
+@app.command()
+def calibrate(
+    measurements: Annotated[
+        Path | None, typer.Option(help="Measurements TOML (default: the built-in set).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="Engine kind whose parameters to fit.")] = "trtllm",
+    report: Annotated[
+        bool, typer.Option("--report", help="Only compare predictions with measurements.")
+    ] = False,
+    write: Annotated[
+        bool, typer.Option("--write", help="Store the fitted parameters as the new defaults.")
+    ] = False,
+    iterations: Annotated[int, typer.Option(help="Fit iterations.")] = 60,
+    catalog: CatalogFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fit the performance model to measurements, or report how far it is from them."""
+    cat = load_catalog(catalog)
+    rows = [m for m in load_measurements(measurements) if m.engine == engine]
+    if not rows:
+        raise BadInput(f"no measurements of engine {engine!r}", param="--engine")
+    eff = efficiency_for(engine)
+    if not report:
+        eff = fit_efficiency(rows, eff, cat, iterations=iterations)
+        if write:
+            source = f"fitted by tokenfactory calibrate on {len(rows)} measurements"
+            write_efficiency(efficiency_path(), engine, eff, source)
+    predictions, medians = calibration_report(rows, eff, cat)
+    if as_json:
+        _print_json(
+            {
+                "engine": engine,
+                "parameters": asdict(eff),
+                "rows": [
+                    {
+                        "row": p.measurement.row,
+                        "label": p.measurement.label,
+                        "measured": asdict(p.measurement),
+                        "predicted_output_tokens_per_s": p.output_tokens_per_s,
+                        "predicted_ttft_ms_mean": p.ttft_ms_mean,
+                        "predicted_tpot_ms_mean": p.tpot_ms_mean,
+                        "errors": p.errors(),
+                    }
+                    for p in predictions
+                ],
+                "median_abs_error": medians,
+            }
+        )
+        return
+    render_sim.calibration(_out(), predictions, medians)
+    print(f"parameters ({engine}): {eff}")
 
 
 def _exact(value: object) -> object:

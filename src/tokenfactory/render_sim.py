@@ -68,3 +68,35 @@ def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
 
 def _ms(stats: dict[str, float]) -> str:
     return f"{stats['mean']:,.1f} / {stats['p99']:,.1f} ms"
+
+
+def calibration(out: Console, predictions: list[Any], medians: dict[str, float]) -> None:
+    """Predicted against measured, one row per measurement, then the median errors."""
+    table = Table(
+        Column("#", justify="right"),
+        Column("measurement"),
+        "measured tok/s",
+        "predicted",
+        "error",
+        "TTFT err",
+        "TPOT err",
+        title="Performance model against measurements",
+    )
+    for p in predictions:
+        m, e = p.measurement, p.errors()
+        table.add_row(
+            str(m.row),
+            m.label,
+            f"{m.output_tokens_per_s:,.0f}",
+            f"{p.output_tokens_per_s:,.0f}",
+            f"{e['output_tokens_per_s']:+.1%}",
+            _err(e.get("ttft_ms_mean")),
+            _err(e.get("tpot_ms_mean")),
+        )
+    out.print(table)
+    for figure, value in medians.items():
+        out.print(f"median |error| of {figure}: {value:.1%}")
+
+
+def _err(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1%}"

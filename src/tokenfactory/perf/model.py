@@ -128,6 +128,10 @@ class PerfModel:
         overhead_s = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (b.sampled)
         return max(linear_s, weight_s) + max(attn_s, kv_s) + comm_s + overhead_s
 
+    def prefill_token_s(self) -> float:
+        """Marginal seconds one more prompt token adds to a step (compute bound)."""
+        return self._linear_s_per_token + self._allreduce_s_per_token * self._layers
+
     def work_s(self, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         """Replica seconds a request costs at the margin of a full batch.
 

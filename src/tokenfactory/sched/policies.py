@@ -17,6 +17,8 @@ from tokenfactory.sched.job import Job
 
 # A batch request whose window has less than this share left is served as a paying one.
 BATCH_HURRY_SHARE = 0.1
+# Steps are kept this far inside the tightest TPOT objective of the running requests.
+PACE_MARGIN = 0.9
 
 
 class Policy(Protocol):
@@ -37,6 +39,10 @@ class Policy(Protocol):
         """Running jobs to pause so that `blocked` can start now (empty: none)."""
         ...
 
+    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
+        """The longest engine step to allow while such a TPOT objective runs (None: any)."""
+        ...
+
 
 class FcfsPolicy:
     """First come, first served; nothing refused, nothing preempted."""
@@ -55,6 +61,10 @@ class FcfsPolicy:
     def victims(self, blocked: Job, running: Sequence[Job], now: float) -> list[Job]:
         """Never preempts."""
         return []
+
+    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
+        """Steps as long as the engine's budget makes them."""
+        return None
 
 
 class PriorityPolicy(FcfsPolicy):
@@ -95,6 +105,14 @@ class ValuePolicy:
         if not candidates:
             return []
         return [min(candidates, key=lambda j: (j.density, -j.arrival_s))]
+
+    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
+        """Keep steps inside the tightest running TPOT objective, with a margin.
+
+        Each step gives every running sequence one token, so the step time is everyone's
+        TPOT: cheap work is held back before it makes a paying request miss.
+        """
+        return None if tightest_tpot_s is None else PACE_MARGIN * tightest_tpot_s
 
 
 def _hurried(job: Job, now: float) -> bool:

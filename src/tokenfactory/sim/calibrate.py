@@ -19,24 +19,14 @@ from tokenfactory.catalog import Catalog
 from tokenfactory.catalog.schema import Precision
 from tokenfactory.perf.measurements import Measurement
 from tokenfactory.perf.model import Deployment, Efficiency
-from tokenfactory.sched import TierRule
-from tokenfactory.sim.fleet import TierPrice
 from tokenfactory.sim.replica import EngineLimits
-from tokenfactory.sim.report import Economics
-from tokenfactory.sim.run import Setup, simulate
+from tokenfactory.sim.run import NO_COST, NO_PRICES, UNBOUNDED_TIERS, Setup, simulate
 from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offline, poisson
 
 # Distribution rows give only a cap on input and a mean output; their shapes are assumed.
 INPUT_MEAN_OF_CAP = 0.3
 LENGTH_CV = 0.8
 OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
-
-_NO_SLO = {
-    name: TierRule(name, rank, 1.0, None, None, math.inf, False)
-    for rank, name in enumerate(("realtime", "standard", "flex", "batch"))
-}
-_FREE = {name: TierPrice(0.0, 0.0, 0.0) for name in _NO_SLO}
-_NO_COST = Economics(1, 0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +81,7 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         if m.arrival == "poisson" and m.qps
         else offline(requests, inputs, outputs, mix, rng, ids)
     )
-    return Setup(deployment, eff, limits, replicas, workload, _NO_SLO, _FREE, _NO_COST)
+    return Setup(deployment, eff, limits, replicas, workload, UNBOUNDED_TIERS, NO_PRICES, NO_COST)
 
 
 def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.0) -> Prediction:

@@ -70,6 +70,10 @@ class _Run:
 
 Finish = Callable[[Seq, str], None]
 
+PACE_PREEMPTIONS = 8  # cheap decoders paused at most per step to bring it inside the cap
+MIN_PACED_CHUNK = 512  # prompt tokens a paced step still takes, so new requests start
+PACED_PREFILL = 1024  # prompt tokens a paced step keeps room for while paying work waits
+
 
 class Replica:
     """A replica in the simulation, driven by the environment's events."""
@@ -102,6 +106,7 @@ class Replica:
         self.cached_tokens = 0
         self.run: _Run | None = None
         self._runs = 0  # every scheduled end carries its run's number; stale ends are ignored
+        self._paced: dict[float, int] = {}  # running paying sequences by TPOT objective
         self.busy_s = 0.0
         self.queued_tokens = 0
         self.generated_tokens = 0
@@ -161,6 +166,9 @@ class Replica:
         while self.decoding and self.kv_used + len(self.decoding) > self.capacity:
             self._preempt_worst()
         budget = self.limits.max_batched_tokens - len(self.decoding)
+        cap = self._step_cap()
+        if cap is not None:
+            budget = min(budget, self._paced_budget(cap))
         prefills: list[Seq] = []
         for seq in self.prefilling:
             chunk = self._chunk(seq, budget) if budget > 0 else 0
@@ -173,6 +181,10 @@ class Replica:
         stuck = self._admit(budget, prefills)
         n_dec = len(self.decoding)
         if not prefills and not n_dec:
+            if len(self.prefilling) > 1:  # partial prompts hold the KV each needs: free one
+                self._preempt(max(self.prefilling, key=lambda s: s.key))
+                self._plan()
+                return
             self.run = None
             return
         tokens, pairs, ctx, finishing = 0, 0.0, 0.0, 0
@@ -218,14 +230,21 @@ class Replica:
                 if self.policy.preempts and self._make_room(seq):
                     continue
                 return True
+            if seq.job.tier.preemptible and not self._pace_allows_one_more():
+                return True
             heapq.heappop(self.waiting)
             self.queued_tokens -= seq.prompt - seq.prefilled
             self._use_cache(seq)
             chunk = self._chunk(seq, budget)
-            if chunk == 0:  # the cache lookup changed nothing it can fit; try next step
+            if chunk == 0:  # the cache hit left no room for a chunk: give it back, retry later
+                self.kv_used -= seq.cached
+                seq.prefilled -= seq.cached
+                self._remember(seq.req.session, seq.cached)
+                seq.cached = 0
                 self._enqueue(seq)
                 return True
             seq.chunk = chunk
+            self._pace(seq, +1)
             self.prefilling.append(seq)
             batch.append(seq)
             self.kv_used += chunk + self.slack
@@ -249,6 +268,51 @@ class Replica:
             if seq.job.id in ids:
                 self._preempt(seq)
         return bool(ids)
+
+    # -- pacing: keep steps inside the tightest running TPOT objective ---------------
+    def _pace(self, seq: Seq, delta: int) -> None:
+        """Count a sequence in or out of the running TPOT objectives."""
+        tier = seq.job.tier
+        if tier.tpot_s is not None and not tier.preemptible:
+            self._paced[tier.tpot_s] = self._paced.get(tier.tpot_s, 0) + delta
+            if not self._paced[tier.tpot_s]:
+                del self._paced[tier.tpot_s]
+
+    def _step_cap(self) -> float | None:
+        """The policy's longest step for the running objectives; sheds cheap decoders."""
+        cap = self.policy.step_cap(min(self._paced) if self._paced else None)
+        if cap is None:
+            return None
+        # Paying prompts waiting or in prefill need room in the step, not just the decoders.
+        paying = any(not s.job.tier.preemptible for s in self.prefilling) or bool(
+            self.waiting and not self.waiting[0][1].job.tier.preemptible
+        )
+        target = cap - (PACED_PREFILL * self.perf.prefill_token_s() if paying else 0.0)
+        for _ in range(PACE_PREEMPTIONS):
+            n = len(self.decoding)
+            step = self.perf.step_time(Batch(0, 0.0, 0.0, n, self.decode_context, n))
+            if step <= target:
+                break
+            cheap = [s for s in self.decoding.values() if s.job.tier.preemptible]
+            if not cheap:
+                break
+            self._preempt(min(cheap, key=lambda s: (s.job.density, -s.req.arrival_s)))
+        return cap
+
+    def _paced_budget(self, cap: float) -> int:
+        """Prompt tokens a step may add and stay inside `cap` (at least a small chunk)."""
+        n = len(self.decoding)
+        decode = self.perf.step_time(Batch(0, 0.0, 0.0, n, self.decode_context, n))
+        return max(MIN_PACED_CHUNK, int((cap - decode) / self.perf.prefill_token_s()))
+
+    def _pace_allows_one_more(self) -> bool:
+        """Whether one more cheap sequence keeps the decode step inside the cap."""
+        cap = self.policy.step_cap(min(self._paced) if self._paced else None)
+        if cap is None:
+            return True
+        n = len(self.decoding) + len(self.prefilling) + 1
+        context = self.decode_context * n / max(1, len(self.decoding))
+        return self.perf.step_time(Batch(0, 0.0, 0.0, n, context, n)) <= cap
 
     def _decode_run_length(self) -> int:
         """How many pure-decode steps can run before anything but decoding happens."""
@@ -294,6 +358,7 @@ class Replica:
     def _release(self, seq: Seq, now: float) -> None:
         """Take a decoding sequence out of the batch, freeing its KV."""
         del self.decoding[seq.job.id]
+        self._pace(seq, -1)
         progress = self.clock - seq.d0
         seq.gen += progress
         seq.d0 = self.clock
@@ -310,6 +375,7 @@ class Replica:
 
     def _preempt(self, seq: Seq) -> None:
         """Pause a running sequence; it keeps its output and re-prefills it later."""
+        self._pace(seq, -1)
         if seq.job.id in self.decoding:
             del self.decoding[seq.job.id]
             progress = self.clock - seq.d0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,14 @@ from tokenfactory.sim.fleet import Fleet, TierPrice
 from tokenfactory.sim.replica import EngineLimits
 from tokenfactory.sim.report import Economics, summarize
 from tokenfactory.workload import Workload
+
+# For runs that measure the engine alone: no objectives, no patience, no money.
+UNBOUNDED_TIERS = {
+    name: TierRule(name, rank, 1.0, None, None, math.inf, False)
+    for rank, name in enumerate(("realtime", "standard", "flex", "batch"))
+}
+NO_PRICES = {name: TierPrice(0.0, 0.0, 0.0) for name in UNBOUNDED_TIERS}
+NO_COST = Economics(1, 0.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)

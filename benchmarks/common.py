@@ -1,0 +1,17 @@
+"""What every benchmark prints first: the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine() -> str:
+    """CPU model, cores and Python, for the report header."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
