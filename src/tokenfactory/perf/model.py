@@ -92,14 +92,18 @@ class PerfModel:
         self._experts_active_share = m.experts_active / m.experts if m.is_moe else 0.0
         self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops
         self._head_s_per_sample = 2 * head / tp / flops
-        self._attn_s_per_pair, self._window = _attention_cost(m, tp, flops)
+        # Attention math runs in bf16 even when weights are quantised: its peak is bf16's.
+        attention_flops = g.bf16_tflops * 1e12 * eff.compute
+        self._attn_s_per_pair, self._window = _attention_cost(m, tp, attention_flops)
         self._windowed_share = m.sliding_window_layers / m.layers
         kv_per_gpu = _kv_per_gpu_elements(m, tp, context=4096) * d.kv_bytes_per_element
         self.kv_bytes_per_token = kv_per_gpu
         self._kv_s_per_token = kv_per_gpu / bandwidth
         link = g.scaleup_gb_s * 1e9
+        # Two all-reduces per layer (after attention and after the FFN), each a ring that
+        # moves 2 (tp - 1) / tp of the activations over the link.
         self._allreduce_s_per_token = (
-            0.0 if tp == 1 else 2 * (tp - 1) / tp * m.hidden_size * ACTIVATION_BYTES / link
+            0.0 if tp == 1 else 2 * 2 * (tp - 1) / tp * m.hidden_size * ACTIVATION_BYTES / link
         )
         self._allreduce_fixed_s = 0.0 if tp == 1 else 2 * m.layers * ALLREDUCE_LATENCY_S
         self._layers = m.layers

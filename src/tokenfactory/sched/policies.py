@@ -98,7 +98,7 @@ class ValuePolicy:
         return not job.tier.preemptible or expected_wait_s < job.tier.patience_s
 
     def victims(self, blocked: Job, running: Sequence[Job], now: float) -> list[Job]:
-        """The least valuable preemptible job, if `blocked` is worth more than it."""
+        """The least valuable preemptible job, when `blocked` is paying (or hurried) work."""
         if blocked.tier.preemptible and not _hurried(blocked, now):
             return []
         candidates = [j for j in running if j.tier.preemptible and not _hurried(j, now)]

@@ -130,11 +130,26 @@ class Replica:
     def submit(self, req: Request, job: Job) -> None:
         """Queue a request here; start stepping if idle, or cut a decode run short."""
         seq = Seq(req, job, self.policy.key(job, self.env.now), req.input_tokens, req.output_tokens)
+        if not self._servable(req):
+            self.on_finish(seq, "refused")
+            return
         self._enqueue(seq)
         if self.run is None:
             self._plan()
         else:
             self._cut()
+
+    def _servable(self, req: Request) -> bool:
+        """Whether the engine could ever hold this request, as engines check at the door.
+
+        Its whole context must fit the model's window and the KV cache and, without
+        chunked prefill, its prompt one step's token budget.
+        """
+        context = req.input_tokens + req.output_tokens
+        window = self.perf.deployment.model.max_context
+        if context > min(window, self.capacity - self.slack):
+            return False
+        return self.limits.chunked_prefill or req.input_tokens <= self.limits.max_batched_tokens
 
     def _enqueue(self, seq: Seq) -> None:
         heapq.heappush(self.waiting, (seq.key, seq))
@@ -178,11 +193,15 @@ class Replica:
             prefills.append(seq)
             budget -= chunk
             self.kv_used += chunk
+        paused = self.preemptions
         stuck = self._admit(budget, prefills)
         n_dec = len(self.decoding)
         if not prefills and not n_dec:
-            if len(self.prefilling) > 1:  # partial prompts hold the KV each needs: free one
-                self._preempt(max(self.prefilling, key=lambda s: s.key))
+            if self.prefilling and (self.preemptions > paused or len(self.prefilling) > 1):
+                # Prompts stalled mid-prefill: admission just freed KV for them, or partial
+                # prompts hold the KV each needs (then pause the last in policy order).
+                if self.preemptions == paused:
+                    self._preempt(max(self.prefilling, key=lambda s: s.key))
                 self._plan()
                 return
             self.run = None
@@ -227,7 +246,10 @@ class Replica:
                 self.on_finish(seq, "abandoned")
                 continue
             if self.running >= self.limits.max_num_seqs or not self._fits(seq, budget):
-                if self.policy.preempts and self._make_room(seq):
+                # Pausing others frees places and KV, not this step's token budget.
+                remaining = seq.prompt - seq.prefilled
+                over_budget = not self.limits.chunked_prefill and remaining > budget
+                if self.policy.preempts and not over_budget and self._make_room(seq):
                     continue
                 return True
             if seq.job.tier.preemptible and not self._pace_allows_one_more():

@@ -1,0 +1,176 @@
+"""The step-time roofline and KV capacity, against figures computed by hand from the catalog."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from tokenfactory.catalog import Catalog
+from tokenfactory.perf.model import (
+    ALLREDUCE_LATENCY_S,
+    MEMORY_RESERVE,
+    Batch,
+    Deployment,
+    Efficiency,
+    PerfModel,
+)
+from tokenfactory.perf.shape import active_params, total_params
+
+EFF = Efficiency(compute=0.5, memory=0.8, step_overhead_s=0.004, seq_overhead_s=1e-5)
+
+
+def model_on(catalog: Catalog, model: str, gpu: str = "H100-SXM", **kw: Any) -> PerfModel:
+    return PerfModel(Deployment(catalog.model(model), catalog.gpu(gpu), **kw), EFF)
+
+
+def decode(n: int, context: float) -> Batch:
+    return Batch(0, 0.0, 0.0, n, context, n)
+
+
+def prefill(tokens: int, done: int = 0) -> Batch:
+    return Batch(tokens, tokens * done + tokens * tokens / 2, done, 0, 0.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "precision", "tp"),
+    [
+        ("llama-3.1-8b", "H100-SXM", "bf16", 1),
+        ("qwen3-30b-a3b", "H100-SXM", "fp8", 1),
+        ("gpt-oss-20b", "H200-SXM", "fp8", 1),
+        ("deepseek-v3", "H200-SXM", "fp8", 8),
+        ("llama-3.1-70b", "H100-SXM", "bf16", 4),
+    ],
+)
+def test_step_time_grows_with_every_field_of_the_batch(
+    catalog: Catalog, model: str, gpu: str, precision: str, tp: int
+) -> None:
+    perf = model_on(catalog, model, gpu, precision=precision, tensor_parallel=tp)
+    base = Batch(512, 512 * 1000 + 512**2 / 2, 1000, 32, 32 * 2000.0, 33)
+    t0 = perf.step_time(base)
+    assert t0 > 0
+    assert perf.step_time(Batch()) == 0.0
+    for f in dataclasses.fields(Batch):
+        for factor in (2, 8):
+            bigger = dataclasses.replace(base, **{f.name: getattr(base, f.name) * factor})
+            assert perf.step_time(bigger) >= t0, f.name
+    # More tokens of either kind always cost more.
+    assert perf.step_time(dataclasses.replace(base, prefill_tokens=4096)) > t0
+    assert perf.step_time(dataclasses.replace(base, decode_seqs=256, sampled=257)) > t0
+    ts = [perf.step_time(decode(n, n * 1500.0)) for n in (1, 2, 8, 64, 256)]
+    assert ts == sorted(ts) and ts[0] < ts[-1]
+
+
+def test_decode_at_batch_one_is_memory_bound(catalog: Catalog) -> None:
+    perf = model_on(catalog, "llama-3.1-8b", precision="bf16")
+    m, g = perf.deployment.model, perf.deployment.gpu
+    bandwidth = g.hbm_tb_s * 1e12 * EFF.memory
+    # Every weight but the input embedding (a lookup) is read once; the KV of the context too.
+    weight_bytes = (total_params(m) - m.vocab_size * m.hidden_size) * 2
+    kv_bytes_per_token = 2 * m.kv_heads * m.head_dim * m.layers * 2
+    overhead = EFF.step_overhead_s + EFF.seq_overhead_s
+    context = 1000
+    expected = weight_bytes / bandwidth + (context + 1) * kv_bytes_per_token / bandwidth + overhead
+    t = perf.step_time(decode(1, context))
+    assert t == pytest.approx(expected, rel=1e-12)
+    # ... which is about the weight bytes over the bandwidth, plus the fixed costs.
+    assert t == pytest.approx(perf.weight_bytes_per_gpu / bandwidth + overhead, rel=0.1)
+    # Twice the bandwidth nearly halves it; half the compute leaves it alone.
+    faster_memory = PerfModel(perf.deployment, dataclasses.replace(EFF, memory=1.6))
+    slower_compute = PerfModel(perf.deployment, dataclasses.replace(EFF, compute=0.25))
+    assert faster_memory.step_time(decode(1, context)) - overhead == pytest.approx(
+        (t - overhead) / 2, rel=1e-12
+    )
+    assert slower_compute.step_time(decode(1, context)) == pytest.approx(t, rel=1e-12)
+
+
+def test_large_prefill_is_compute_bound(catalog: Catalog) -> None:
+    perf = model_on(catalog, "llama-3.1-8b", precision="bf16")
+    m, g = perf.deployment.model, perf.deployment.gpu
+    flops = g.bf16_tflops * 1e12 * EFF.compute
+    tokens = 8192
+    head = m.vocab_size * m.hidden_size  # the output head runs for the one sampled token
+    linear = 2 * (active_params(m) - head) * tokens / flops + 2 * head / flops
+    attention = tokens * tokens / 2 * 4 * m.attention_heads * m.head_dim * m.layers / flops
+    overhead = EFF.step_overhead_s + EFF.seq_overhead_s
+    t = perf.step_time(prefill(tokens))
+    assert t == pytest.approx(linear + attention + overhead, rel=1e-12)
+    assert 1.0 < t / (2 * active_params(m) * tokens / flops) < 1.25
+    faster_memory = PerfModel(perf.deployment, dataclasses.replace(EFF, memory=1.6))
+    slower_compute = PerfModel(perf.deployment, dataclasses.replace(EFF, compute=0.25))
+    assert faster_memory.step_time(prefill(tokens)) == pytest.approx(t, rel=1e-12)
+    assert slower_compute.step_time(prefill(tokens)) - overhead == pytest.approx(
+        2 * (t - overhead), rel=1e-12
+    )
+
+
+def test_tensor_parallel_halves_per_gpu_time_and_adds_all_reduce(catalog: Catalog) -> None:
+    one = model_on(catalog, "llama-3.1-8b", precision="bf16")
+    two = model_on(catalog, "llama-3.1-8b", precision="bf16", tensor_parallel=2)
+    m, g = one.deployment.model, one.deployment.gpu
+    assert two.weight_bytes_per_gpu == one.weight_bytes_per_gpu / 2
+    assert two.kv_bytes_per_token == one.kv_bytes_per_token / 2
+
+    def all_reduce(b: Batch) -> float:
+        """What tp=2 adds to half the tp=1 step (weights, heads and KV all shard in two)."""
+        overhead = EFF.step_overhead_s + EFF.seq_overhead_s * b.sampled
+        return two.step_time(b) - ((one.step_time(b) - overhead) / 2 + overhead)
+
+    fixed = 2 * m.layers * ALLREDUCE_LATENCY_S  # two all-reduces per layer
+    small, large = all_reduce(decode(1, 1000)), all_reduce(prefill(4097))
+    per_token = (large - small) / 4096
+    assert small - per_token == pytest.approx(fixed, rel=1e-6)
+    # A ring all-reduce moves 2 (tp - 1) / tp of the activations per GPU, per all-reduce.
+    ring = 2 * (2 - 1) / 2 * m.hidden_size * 2 / (g.scaleup_gb_s * 1e9)
+    assert m.layers * ring * (1 - 1e-9) <= per_token <= 2 * m.layers * ring * (1 + 1e-9)
+
+
+def test_kv_capacity_is_what_the_weights_leave_of_usable_memory(catalog: Catalog) -> None:
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("H100-SXM")
+    kv_bytes = 2 * m.kv_heads * m.head_dim * m.layers * 2  # K and V, every layer, bf16
+    weights = total_params(m) * 2
+    assert weights == pytest.approx(m.total_params_b * 1e9 * 2, rel=0.005)
+    for util in (0.9, 0.5):
+        perf = PerfModel(Deployment(m, g, "bf16", memory_utilization=util), EFF)
+        hbm = g.hbm_gb * 1e9
+        expected = (hbm * util - hbm * MEMORY_RESERVE - weights) / kv_bytes
+        assert perf.kv_bytes_per_token == kv_bytes
+        assert perf.kv_capacity_tokens == int(expected)
+        assert perf.fits()
+    fp8_kv = PerfModel(Deployment(m, g, "bf16", kv_precision="fp8"), EFF)
+    bf16_kv = PerfModel(Deployment(m, g, "bf16"), EFF)
+    doubled = 2 * bf16_kv.kv_capacity_tokens
+    assert fp8_kv.kv_capacity_tokens in (doubled, doubled + 1)
+
+
+def test_a_model_that_does_not_fit_has_no_kv_capacity(catalog: Catalog) -> None:
+    big = model_on(catalog, "llama-3.1-405b", precision="bf16")
+    assert big.weight_bytes_per_gpu > big.deployment.gpu.hbm_gb * 1e9
+    assert big.kv_capacity_tokens == 0
+    assert not big.fits()
+    sharded = model_on(catalog, "llama-3.1-405b", "H200-SXM", precision="fp8", tensor_parallel=8)
+    assert sharded.fits() and sharded.kv_capacity_tokens > 100_000
+
+
+def test_moe_reads_more_experts_as_the_batch_grows(catalog: Catalog) -> None:
+    perf = model_on(catalog, "qwen3-30b-a3b", precision="bf16")
+    m, g = perf.deployment.model, perf.deployment.gpu
+    bandwidth = g.hbm_tb_s * 1e12 * EFF.memory
+    experts = m.layers * m.experts * 3 * m.hidden_size * m.moe_intermediate_size  # no dense layers
+    other = total_params(m) - m.vocab_size * m.hidden_size - experts
+    kv_s = 2 * m.kv_heads * m.head_dim * m.layers * 2 / bandwidth
+
+    def touched(n: int) -> float:
+        """Share of the experts' weights a decode step of n tokens (no context) reads."""
+        rest = n * kv_s + EFF.step_overhead_s + n * EFF.seq_overhead_s
+        return (perf.step_time(decode(n, 0.0)) - rest - other * 2 / bandwidth) / (
+            experts * 2 / bandwidth
+        )
+
+    shares = [touched(n) for n in (1, 2, 8, 64)]
+    share = m.experts_active / m.experts
+    assert shares[0] == pytest.approx(share, rel=1e-9)
+    for n, s in zip((1, 2, 8, 64), shares, strict=True):
+        assert s == pytest.approx(1 - (1 - share) ** n, rel=1e-9)
+    assert shares == sorted(shares) and shares[-1] > 0.98
