@@ -52,8 +52,9 @@ def gemm(m: int, k: int, n: int, dtype: str) -> tuple[float, float]:
         return t, 2 * (m * k + k * n + m * n)
     a8, b8 = a.to(torch.float8_e4m3fn), b.to(torch.float8_e4m3fn)
     one = torch.tensor(1.0, device="cuda")
-    t = timed(lambda: torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one,
-                                       out_dtype=torch.bfloat16))
+    t = timed(
+        lambda: torch._scaled_mm(a8, b8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    )
     return t, m * k + k * n + 2 * m * n
 
 
@@ -74,18 +75,36 @@ def main() -> None:
                 t, moved = gemm(m, k, n, dtype)
                 flops = 2 * m * k * n
                 roof = max(flops / peaks[dtype], moved / bandwidth)
-                rows.append({"dtype": dtype, "gemm": label, "tokens": m, "seconds": t,
-                             "tflops": flops / t / 1e12, "roofline_share": roof / t})
-    result = {"device": name, "copy_tb_s": bandwidth / 1e12,
-              "gemm_8192_tflops": {k: v / 1e12 for k, v in peaks.items()}, "rows": rows}
+                rows.append(
+                    {
+                        "dtype": dtype,
+                        "gemm": label,
+                        "tokens": m,
+                        "seconds": t,
+                        "tflops": flops / t / 1e12,
+                        "roofline_share": roof / t,
+                    }
+                )
+    result = {
+        "device": name,
+        "copy_tb_s": bandwidth / 1e12,
+        "gemm_8192_tflops": {k: v / 1e12 for k, v in peaks.items()},
+        "rows": rows,
+    }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"{name}: copy {bandwidth / 1e12:.2f} TB/s, 8192^3 GEMM "
-          + ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in peaks.items()))
-    print(f"{'dtype':5} {'gemm':8} " + " ".join(f"{m:>7}" for m in TOKENS) + "   (share of roofline)")
+    print(
+        f"{name}: copy {bandwidth / 1e12:.2f} TB/s, 8192^3 GEMM "
+        + ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in peaks.items())
+    )
+    print(
+        f"{'dtype':5} {'gemm':8} " + " ".join(f"{m:>7}" for m in TOKENS) + "   (share of roofline)"
+    )
     for dtype in ("bf16", "fp8"):
         for label in SHAPES:
-            shares = [r["roofline_share"] for r in rows if r["dtype"] == dtype and r["gemm"] == label]
+            shares = [
+                r["roofline_share"] for r in rows if r["dtype"] == dtype and r["gemm"] == label
+            ]
             print(f"{dtype:5} {label:8} " + " ".join(f"{s:7.2f}" for s in shares))
 
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import Abort, TyperException
 
-from tokenfactory import render, render_sim
+from tokenfactory import render, render_plan, render_sim
 from tokenfactory.catalog import load_catalog
 from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
@@ -26,6 +26,10 @@ from tokenfactory.sched import POLICIES
 from tokenfactory.sim.build import build
 from tokenfactory.sim.calibrate import fit as fit_efficiency
 from tokenfactory.sim.calibrate import report as calibration_report
+from tokenfactory.sim.frontier import default_concurrency, parse_concurrency
+from tokenfactory.sim.frontier import sweep as sweep_frontier
+from tokenfactory.sim.plan import load_demand
+from tokenfactory.sim.plan import search as search_fleets
 from tokenfactory.sim.run import simulate as run_simulation
 
 app = typer.Typer(
@@ -212,6 +216,56 @@ def calibrate(
         return
     render_sim.calibration(_out(), predictions, medians)
     print(f"parameters ({engine}): {eff}")
+
+
+@app.command()
+def frontier(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    concurrency: Annotated[
+        str | None,
+        typer.Option(help="Client counts, e.g. 1,4,16 (default: powers of two up to 2 x slots)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write frontier.json and frontier.png into.")
+    ] = None,
+    catalog: CatalogFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sweep closed-loop clients: tokens/s per GPU against tokens/s per user, and the cost."""
+    cat = load_catalog(catalog)
+    loaded = load_scenario(scenario, cat)
+    setup, _ = build(loaded, cat)
+    levels = parse_concurrency(concurrency) if concurrency else default_concurrency(setup)
+    result = sweep_frontier(loaded, setup, levels)
+    title = render_plan.frontier_title(loaded.scenario)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        render_plan.frontier_table(_out(), result, title)
+    for path in render_plan.write_frontier(out, result, title) if out else []:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+def plan(
+    demand: Annotated[
+        Path, typer.Argument(help="Demand TOML: a scenario with [search] instead of [hardware].")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write plan.json and plan.png into.")
+    ] = None,
+    catalog: CatalogFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search GPU kinds, counts, tensor parallel and policies for the most profitable fleet."""
+    cat = load_catalog(catalog)
+    result = search_fleets(load_demand(demand, cat), cat)
+    if as_json:
+        _print_json(render_plan.plan_json(result))
+    else:
+        render_plan.plan_tables(_out(), result)
+    for path in render_plan.write_plan(out, result) if out else []:
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _exact(value: object) -> object:
