@@ -4,14 +4,17 @@ A step runs the whole model once over a batch that mixes prefill chunks and deco
 tokens. Each kind of kernel is bounded by compute or by memory (a roofline per kernel
 class), and the step pays both classes in sequence:
 
-    step = max(linear FLOPs / F, weight bytes / B)        dense and expert GEMMs
+    step = linear FLOPs / F + weight bytes / B             dense and expert GEMMs
          + max(attention FLOPs / F, KV bytes / B)          attention over the context
          + 2 x layers x all-reduce(tokens x hidden)        tensor parallel, if any
          + overhead                                        launch, schedule, sample
 
 F and B are the GPU's dense peak FLOPs and HBM bandwidth times fitted achieved
-fractions (`Efficiency`), per engine kind and precision. Everything is per GPU: a
-tensor-parallel replica shards weights, heads and KV over its GPUs.
+fractions (`Efficiency`), per engine kind and precision. GEMMs pay compute and weight
+streaming one after the other: timed on an H100, one layer's GEMMs at 128 to 2048 tokens
+take about the sum of the two, not their maximum (benchmarks/gpu/roofline.py).
+Everything is per GPU: a tensor-parallel replica shards weights, heads and KV over its
+GPUs.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class PerfModel:
         kv_s = (b.prefill_context + b.decode_context + tokens) * self._kv_s_per_token
         comm_s = self._allreduce_fixed_s + tokens * self._allreduce_s_per_token * self._layers
         overhead_s = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (b.sampled)
-        return max(linear_s, weight_s) + max(attn_s, kv_s) + comm_s + overhead_s
+        return linear_s + weight_s + max(attn_s, kv_s) + comm_s + overhead_s
 
     def prefill_token_s(self) -> float:
         """Marginal seconds one more prompt token adds to a step (compute bound)."""

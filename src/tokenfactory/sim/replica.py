@@ -72,7 +72,7 @@ Finish = Callable[[Seq, str], None]
 
 PACE_PREEMPTIONS = 8  # cheap decoders paused at most per step to bring it inside the cap
 MIN_PACED_CHUNK = 512  # prompt tokens a paced step still takes, so new requests start
-PACED_PREFILL = 1024  # prompt tokens a paced step keeps room for while paying work waits
+PACED_PREFILL_SHARE = 0.25  # of a paced step kept for paying prompts while they wait
 
 
 class Replica:
@@ -107,6 +107,7 @@ class Replica:
         self.run: _Run | None = None
         self._runs = 0  # every scheduled end carries its run's number; stale ends are ignored
         self._paced: dict[float, int] = {}  # running paying sequences by TPOT objective
+        self._cap: float | None = None  # the step-time cap the step being planned keeps
         self.busy_s = 0.0
         self.queued_tokens = 0
         self.generated_tokens = 0
@@ -302,18 +303,23 @@ class Replica:
 
     def _step_cap(self) -> float | None:
         """The policy's longest step for the running objectives; sheds cheap decoders."""
-        cap = self.policy.step_cap(min(self._paced) if self._paced else None)
+        self._cap = cap = self.policy.step_cap(min(self._paced) if self._paced else None)
         if cap is None:
             return None
-        # Paying prompts waiting or in prefill need room in the step, not just the decoders.
+        paying_step = self._decode_step(sum(self._paced.values()))
+        if paying_step > cap:
+            # Paying work alone already misses: holding cheap work back would not save it.
+            self._cap = None
+            return None
+        # Paying prompts waiting or in prefill need a share of the step, not just decoders.
         paying = any(not s.job.tier.preemptible for s in self.prefilling) or bool(
             self.waiting and not self.waiting[0][1].job.tier.preemptible
         )
-        target = cap - (PACED_PREFILL * self.perf.prefill_token_s() if paying else 0.0)
+        target = cap * (1 - PACED_PREFILL_SHARE) if paying else cap
+        if paying_step > target:
+            return cap  # pausing cheap decoders could not make that room: don't churn
         for _ in range(PACE_PREEMPTIONS):
-            n = len(self.decoding)
-            step = self.perf.step_time(Batch(0, 0.0, 0.0, n, self.decode_context, n))
-            if step <= target:
+            if self._decode_step(len(self.decoding)) <= target:
                 break
             cheap = [s for s in self.decoding.values() if s.job.tier.preemptible]
             if not cheap:
@@ -328,13 +334,15 @@ class Replica:
         return max(MIN_PACED_CHUNK, int((cap - decode) / self.perf.prefill_token_s()))
 
     def _pace_allows_one_more(self) -> bool:
-        """Whether one more cheap sequence keeps the decode step inside the cap."""
-        cap = self.policy.step_cap(min(self._paced) if self._paced else None)
-        if cap is None:
+        """Whether one more cheap sequence keeps the decode step inside this step's cap."""
+        if self._cap is None:
             return True
-        n = len(self.decoding) + len(self.prefilling) + 1
+        return self._decode_step(len(self.decoding) + len(self.prefilling) + 1) <= self._cap
+
+    def _decode_step(self, n: int) -> float:
+        """A decode-only step of `n` sequences at the running sequences' mean context."""
         context = self.decode_context * n / max(1, len(self.decoding))
-        return self.perf.step_time(Batch(0, 0.0, 0.0, n, context, n)) <= cap
+        return self.perf.step_time(Batch(0, 0.0, 0.0, n, context, n))
 
     def _decode_run_length(self) -> int:
         """How many pure-decode steps can run before anything but decoding happens."""
