@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from tokenfactory.perf.model import Batch, PerfModel
 from tokenfactory.sched import Job, Policy
 from tokenfactory.sim.clock import Environment
+from tokenfactory.sim.pacing import Pacer
 from tokenfactory.workload import Request
 
 
@@ -70,10 +71,6 @@ class _Run:
 
 Finish = Callable[[Seq, str], None]
 
-PACE_PREEMPTIONS = 8  # cheap decoders paused at most per step to bring it inside the cap
-MIN_PACED_CHUNK = 512  # prompt tokens a paced step still takes, so new requests start
-PACED_PREFILL_SHARE = 0.25  # of a paced step kept for paying prompts while they wait
-
 
 class Replica:
     """A replica in the simulation, driven by the environment's events."""
@@ -106,8 +103,7 @@ class Replica:
         self.cached_tokens = 0
         self.run: _Run | None = None
         self._runs = 0  # every scheduled end carries its run's number; stale ends are ignored
-        self._paced: dict[float, int] = {}  # running paying sequences by TPOT objective
-        self._cap: float | None = None  # the step-time cap the step being planned keeps
+        self.pacer = Pacer(self)
         self.busy_s = 0.0
         self.queued_tokens = 0
         self.generated_tokens = 0
@@ -182,9 +178,9 @@ class Replica:
         while self.decoding and self.kv_used + len(self.decoding) > self.capacity:
             self._preempt_worst()
         budget = self.limits.max_batched_tokens - len(self.decoding)
-        cap = self._step_cap()
+        cap = self.pacer.plan()
         if cap is not None:
-            budget = min(budget, self._paced_budget(cap))
+            budget = min(budget, self.pacer.budget(cap))
         prefills: list[Seq] = []
         for seq in self.prefilling:
             chunk = self._chunk(seq, budget) if budget > 0 else 0
@@ -202,7 +198,7 @@ class Replica:
                 # Prompts stalled mid-prefill: admission just freed KV for them, or partial
                 # prompts hold the KV each needs (then pause the last in policy order).
                 if self.preemptions == paused:
-                    self._preempt(max(self.prefilling, key=lambda s: s.key))
+                    self.preempt(max(self.prefilling, key=lambda s: s.key))
                 self._plan()
                 return
             self.run = None
@@ -253,7 +249,7 @@ class Replica:
                 if self.policy.preempts and not over_budget and self._make_room(seq):
                     continue
                 return True
-            if seq.job.tier.preemptible and not self._pace_allows_one_more():
+            if seq.job.tier.preemptible and not self.pacer.allows_one_more():
                 return True
             heapq.heappop(self.waiting)
             self.queued_tokens -= seq.prompt - seq.prefilled
@@ -267,7 +263,7 @@ class Replica:
                 self._enqueue(seq)
                 return True
             seq.chunk = chunk
-            self._pace(seq, +1)
+            self.pacer.count(seq, +1)
             self.prefilling.append(seq)
             batch.append(seq)
             self.kv_used += chunk + self.slack
@@ -289,60 +285,8 @@ class Replica:
         ids = {v.id for v in victims}
         for seq in running:
             if seq.job.id in ids:
-                self._preempt(seq)
+                self.preempt(seq)
         return bool(ids)
-
-    # -- pacing: keep steps inside the tightest running TPOT objective ---------------
-    def _pace(self, seq: Seq, delta: int) -> None:
-        """Count a sequence in or out of the running TPOT objectives."""
-        tier = seq.job.tier
-        if tier.tpot_s is not None and not tier.preemptible:
-            self._paced[tier.tpot_s] = self._paced.get(tier.tpot_s, 0) + delta
-            if not self._paced[tier.tpot_s]:
-                del self._paced[tier.tpot_s]
-
-    def _step_cap(self) -> float | None:
-        """The policy's longest step for the running objectives; sheds cheap decoders."""
-        self._cap = cap = self.policy.step_cap(min(self._paced) if self._paced else None)
-        if cap is None:
-            return None
-        paying_step = self._decode_step(sum(self._paced.values()))
-        if paying_step > cap:
-            # Paying work alone already misses: holding cheap work back would not save it.
-            self._cap = None
-            return None
-        # Paying prompts waiting or in prefill need a share of the step, not just decoders.
-        paying = any(not s.job.tier.preemptible for s in self.prefilling) or bool(
-            self.waiting and not self.waiting[0][1].job.tier.preemptible
-        )
-        target = cap * (1 - PACED_PREFILL_SHARE) if paying else cap
-        if paying_step > target:
-            return cap  # pausing cheap decoders could not make that room: don't churn
-        for _ in range(PACE_PREEMPTIONS):
-            if self._decode_step(len(self.decoding)) <= target:
-                break
-            cheap = [s for s in self.decoding.values() if s.job.tier.preemptible]
-            if not cheap:
-                break
-            self._preempt(min(cheap, key=lambda s: (s.job.density, -s.req.arrival_s)))
-        return cap
-
-    def _paced_budget(self, cap: float) -> int:
-        """Prompt tokens a step may add and stay inside `cap` (at least a small chunk)."""
-        n = len(self.decoding)
-        decode = self.perf.step_time(Batch(0, 0.0, 0.0, n, self.decode_context, n))
-        return max(MIN_PACED_CHUNK, int((cap - decode) / self.perf.prefill_token_s()))
-
-    def _pace_allows_one_more(self) -> bool:
-        """Whether one more cheap sequence keeps the decode step inside this step's cap."""
-        if self._cap is None:
-            return True
-        return self._decode_step(len(self.decoding) + len(self.prefilling) + 1) <= self._cap
-
-    def _decode_step(self, n: int) -> float:
-        """A decode-only step of `n` sequences at the running sequences' mean context."""
-        context = self.decode_context * n / max(1, len(self.decoding))
-        return self.perf.step_time(Batch(0, 0.0, 0.0, n, context, n))
 
     def _decode_run_length(self) -> int:
         """How many pure-decode steps can run before anything but decoding happens."""
@@ -388,7 +332,7 @@ class Replica:
     def _release(self, seq: Seq, now: float) -> None:
         """Take a decoding sequence out of the batch, freeing its KV."""
         del self.decoding[seq.job.id]
-        self._pace(seq, -1)
+        self.pacer.count(seq, -1)
         progress = self.clock - seq.d0
         seq.gen += progress
         seq.d0 = self.clock
@@ -401,11 +345,11 @@ class Replica:
     # -- preemption and prefix cache ------------------------------------------------
     def _preempt_worst(self) -> None:
         running = [*self.prefilling, *self.decoding.values()]
-        self._preempt(max(running, key=lambda s: s.key))
+        self.preempt(max(running, key=lambda s: s.key))
 
-    def _preempt(self, seq: Seq) -> None:
+    def preempt(self, seq: Seq) -> None:
         """Pause a running sequence; it keeps its output and re-prefills it later."""
-        self._pace(seq, -1)
+        self.pacer.count(seq, -1)
         if seq.job.id in self.decoding:
             del self.decoding[seq.job.id]
             progress = self.clock - seq.d0
