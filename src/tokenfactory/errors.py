@@ -56,3 +56,54 @@ class ConfigError(BadInput):
     """A data or configuration file that cannot be read; the message says where."""
 
     code = "invalid_file"
+
+
+class Unauthorized(TokenfactoryError):
+    """No key, or a key that is not ours (or revoked)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(TokenfactoryError):
+    """A valid key asking for something it may not have (a tier, an admin route)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "forbidden"
+
+
+class PayloadTooLarge(BadInput):
+    """A request body over the gateway's limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(TokenfactoryError):
+    """Too much, too soon: the client should retry after `retry_after_s`."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(TokenfactoryError):
+    """The key's dollar budget is spent."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class EngineUnavailable(TokenfactoryError):
+    """No healthy engine could serve the request, or the engine failed mid-way."""
+
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"

@@ -13,7 +13,7 @@ import tomllib
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -24,6 +24,7 @@ from tokenfactory.config.locate import Located, TablePath, label
 from tokenfactory.config.scenario import Scenario
 from tokenfactory.errors import ConfigError
 
+M = TypeVar("M", bound=BaseModel)
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 _SYNONYMS = {"count": "gpus", "gpu_count": "gpus", "tp": "tensor_parallel"}
 
@@ -64,18 +65,23 @@ def load_scenario_text(
 ) -> LoadedScenario:
     """Validate scenario TOML held in memory; `name` is what messages call it and
     `base_dir` (default: the current folder) is where relative paths start."""
+    scenario, located = load_model_text(text, name, Scenario)
+    scenario = _resolve_trace(scenario, located, base_dir or Path())
+    check_scenario(scenario, located, catalog)
+    return LoadedScenario(scenario, located)
+
+
+def load_model_text(text: str, name: str, root: type[M]) -> tuple[M, Located]:
+    """Parse TOML text into the pydantic model `root`, errors naming file, line and key."""
     located = Located(name, text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _toml_error(e, name, text) from None
     try:
-        scenario = Scenario.model_validate(data)
+        return root.model_validate(data), located
     except ValidationError as e:
-        raise _first_error(e, data, located) from None
-    scenario = _resolve_trace(scenario, located, base_dir or Path())
-    check_scenario(scenario, located, catalog)
-    return LoadedScenario(scenario, located)
+        raise _first_error(e, data, located, root) from None
 
 
 def _toml_error(e: tomllib.TOMLDecodeError, name: str, text: str) -> ConfigError:
@@ -98,21 +104,25 @@ def _resolve_trace(scenario: Scenario, located: Located, base_dir: Path) -> Scen
     return scenario.model_copy(update={"workload": workload})
 
 
-def _first_error(e: ValidationError, data: dict[str, Any], located: Located) -> ConfigError:
+def _first_error(
+    e: ValidationError, data: dict[str, Any], located: Located, root: type[BaseModel]
+) -> ConfigError:
     """The problem written first in the file, as one ConfigError."""
     first = min(
         e.errors(),
         key=lambda err: (located.line(tuple(err["loc"])), err["type"] != "extra_forbidden"),
     )
-    return _convert(first, data, located)
+    return _convert(first, data, located, root)
 
 
-def _convert(err: ErrorDetails, data: dict[str, Any], located: Located) -> ConfigError:
+def _convert(
+    err: ErrorDetails, data: dict[str, Any], located: Located, root: type[BaseModel]
+) -> ConfigError:
     loc: TablePath = tuple(err["loc"])
     key = loc[-1] if loc and isinstance(loc[-1], str) else None
     table = loc[:-1] if key is not None else loc
     if err["type"] == "extra_forbidden" and key is not None:
-        message = _unknown(table, key, data)
+        message = _unknown(table, key, data, root)
         if message.startswith("unknown table"):
             return ConfigError(f"{located.where(table, key)}: {message}", param=key)
         return located.error(table, key, message, name_key=False)
@@ -123,9 +133,9 @@ def _convert(err: ErrorDetails, data: dict[str, Any], located: Located) -> Confi
     return located.error(table, key, _message(err))
 
 
-def _unknown(table: TablePath, key: str, data: dict[str, Any]) -> str:
+def _unknown(table: TablePath, key: str, data: dict[str, Any], root: type[BaseModel]) -> str:
     """`unknown key 'qsp'; did you mean 'qps'?` or `unknown table [hardwar]; ...`."""
-    valid = list(_fields_at(table))
+    valid = list(_fields_at(table, root))
     near = difflib.get_close_matches(key, valid, n=1)
     if not near and _SYNONYMS.get(key) in valid:
         near = [_SYNONYMS[key]]
@@ -149,9 +159,9 @@ def _value_at(data: Any, path: TablePath) -> Any:
     return data
 
 
-def _fields_at(table: TablePath) -> dict[str, Any]:
+def _fields_at(table: TablePath, root: type[BaseModel]) -> dict[str, Any]:
     """The keys the schema allows in `table`."""
-    annotation: Any = Scenario
+    annotation: Any = root
     for part in table:
         annotation = _step(annotation, part)
     for model in _models(annotation):

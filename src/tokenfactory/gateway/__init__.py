@@ -1,0 +1,1 @@
+"""The factory floor: an OpenAI-compatible gateway that schedules, meters and bills."""

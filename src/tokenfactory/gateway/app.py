@@ -1,0 +1,175 @@
+"""The gateway's HTTP app: `create_app(floor)` wires routes, auth and errors.
+
+Composition root with `runtime.build_floor`: the app gets everything it uses passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from tokenfactory.errors import (
+    BadInput,
+    EngineUnavailable,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from tokenfactory.gateway import errors
+from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.generate import Generator
+from tokenfactory.gateway.limits import TokenBuckets
+from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.runtime import Floor
+from tokenfactory.ledger import KeyRecord
+
+log = logging.getLogger("tokenfactory.gateway")
+HEALTH_PROBE_S = 2.0  # how often an unhealthy replica is probed to bring it back
+WINDOWS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def create_app(floor: Floor) -> FastAPI:
+    """The gateway app over a built floor (engines started in its lifespan)."""
+    metrics = FloorMetrics()
+    generator = Generator(floor, metrics, TokenBuckets())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(floor.ledger.migrate)
+        for engine in floor.engines:
+            await engine.start()
+        probe = asyncio.create_task(_probe(floor))
+        try:
+            yield
+        finally:
+            probe.cancel()
+            for engine in floor.engines:
+                await engine.stop()
+
+    app = FastAPI(title="tokenfactory", version="0.1.0", lifespan=lifespan)
+    errors.install(app)
+    limit = floor.factory.server.max_body_bytes
+
+    async def authorised(request: Request) -> KeyRecord:
+        secret = _bearer(request)
+        key = await anyio.to_thread.run_sync(floor.ledger.find_key, secret)
+        if key is None or not key.active:
+            raise Unauthorized("invalid or revoked API key")
+        return key
+
+    def admin(request: Request) -> None:
+        if not hmac.compare_digest(_bearer(request).encode(), floor.admin_key.encode()):
+            raise Forbidden("this route needs the admin key")
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        call = oa.ChatRequest.model_validate(await _body(request, limit))
+        return await generator.handle(await authorised(request), call)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        call = oa.CompletionRequest.model_validate(await _body(request, limit))
+        return await generator.handle(await authorised(request), call)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        await authorised(request)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "tokenfactory"}
+            for name in floor.models
+        ]
+        return {"object": "list", "data": data}
+
+    @app.get("/v1/factory/pnl")
+    async def pnl(request: Request, window: str = "1h") -> JSONResponse:
+        admin(request)
+        until = datetime.now(UTC)
+        since = until - timedelta(seconds=_window_s(window))
+        report = await anyio.to_thread.run_sync(
+            lambda: floor.ledger.pnl(since, until, floor.cost_rates())
+        )
+        return JSONResponse(json.loads(json.dumps(report, default=_plain)))
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        d = floor.dispatcher
+        for tier in floor.tiers:
+            metrics.queue_depth.labels(tier).set(d.queued_by_tier().get(tier, 0))
+        for r in d.replicas:
+            metrics.running.labels(r.name).set(len(r.running))
+            metrics.healthy.labels(r.name).set(1 if r.healthy else 0)
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        replicas = {r.name: r.healthy for r in floor.dispatcher.replicas}
+        if not any(replicas.values()):
+            raise EngineUnavailable("no healthy replica")
+        return {"status": "ok", "replicas": replicas}
+
+    return app
+
+
+async def _body(request: Request, limit: int) -> Any:
+    """The JSON body, refused over `limit` bytes or when it is not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"request body is not valid JSON: {e}") from None
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return secret.strip()
+
+
+def _window_s(window: str) -> float:
+    unit = window[-1:]
+    if unit not in WINDOWS or not window[:-1].isdigit() or int(window[:-1]) <= 0:
+        raise BadInput(f"window {window!r}: use e.g. 15m, 1h or 7d", param="window")
+    return int(window[:-1]) * WINDOWS[unit]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+async def _probe(floor: Floor) -> None:
+    """Bring replicas back once their health check answers again."""
+    while True:
+        await asyncio.sleep(HEALTH_PROBE_S)
+        for r in floor.dispatcher.replicas:
+            if not r.healthy:
+                try:
+                    ok = await r.engine.healthy()
+                except Exception:  # a probe that fails in any way means: still down
+                    ok = False
+                if ok:
+                    log.info("replica %s is healthy again", r.name)
+                    floor.dispatcher.mark(r, healthy=True)

@@ -1,0 +1,127 @@
+"""One request's life on the floor: queue, run on an engine, pause and resume, measure.
+
+`Run.stream()` is an async generator of text pieces; it queues the request through the
+dispatcher, streams from the engine, and when the dispatcher asks it to pause (a paying
+request needs its place) stops at the next token, gives the place back and queues again
+to continue from what it already generated. Whatever happens, `run.result` ends up
+describing what the client actually received, for the meter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field, replace
+
+from tokenfactory.engines.base import EngineError, EngineRequest, Usage
+from tokenfactory.gateway.dispatch import Dispatcher, Lease
+from tokenfactory.sched import Job
+
+OK, CANCELLED, RESUMED, ENGINE_ERROR = "ok", "client_cancelled", "preempted_resumed", "engine_error"
+
+
+@dataclass
+class Result:
+    """What a request got, for billing: tokens, timings, where it ran, how it ended."""
+
+    outcome: str = OK
+    text: str = ""
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    replica: str = ""
+    replicas: list[str] = field(default_factory=list)
+    queued_s: float = 0.0
+    ttft_s: float | None = None
+    engine_s: float = 0.0  # seconds it held a place on a replica, over all attempts
+    preemptions: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Run:
+    """A request's run through the floor."""
+
+    job: Job
+    request: EngineRequest
+    dispatcher: Dispatcher
+    session: str | None = None
+    result: Result = field(default_factory=Result)
+    arrived: float = field(default_factory=time.monotonic)
+    last_token_at: float | None = None
+
+    async def stream(self) -> AsyncGenerator[str, None]:
+        """Generated text as it comes; ends when the request is done or fails."""
+        r = self.result
+        wanted = self.request.max_tokens
+        try:
+            while True:
+                queued_at = time.monotonic()
+                lease = await self.dispatcher.acquire(self.job, self.session)
+                r.queued_s += time.monotonic() - queued_at
+                r.replica = lease.replica.name
+                r.replicas.append(lease.replica.name)
+                remaining = None if wanted is None else wanted - r.output_tokens
+                attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
+                async for piece in self._attempt(lease, attempt):
+                    yield piece
+                if not lease.paused:
+                    return
+                r.preemptions += 1
+                r.outcome = RESUMED
+        except GeneratorExit:
+            r.outcome = CANCELLED
+            raise
+
+    async def _attempt(self, lease: Lease, request: EngineRequest) -> AsyncGenerator[str, None]:
+        """One try on one replica; the place is given back however it ends."""
+        r, engine = self.result, lease.replica.engine
+        started = time.monotonic()
+        text, pieces = "", 0
+        usage: Usage | None = None
+        stream = engine.stream(request)
+        try:
+            async for item in stream:
+                if isinstance(item, Usage):
+                    usage = item
+                    continue
+                if item.finish_reason:
+                    r.finish_reason = item.finish_reason
+                if item.text:
+                    now = time.monotonic()
+                    if r.ttft_s is None:
+                        r.ttft_s = now - self.arrived
+                    self.last_token_at = now
+                    text += item.text
+                    r.text += item.text
+                    pieces += 1
+                    yield item.text
+                # A paying request wants this place: stop here, keep what was generated.
+                if lease.preempt.is_set() and not item.finish_reason:
+                    lease.paused = True
+                    break
+        except EngineError as e:
+            r.outcome, r.error = ENGINE_ERROR, str(e)
+            self.dispatcher.mark(lease.replica, healthy=False)
+            raise
+        finally:
+            await stream.aclose()
+            r.engine_s += time.monotonic() - started
+            self.dispatcher.release(lease)
+            await self._count(lease, usage, text, pieces)
+
+    async def _count(self, lease: Lease, usage: Usage | None, text: str, pieces: int) -> None:
+        """Add an attempt's tokens: the engine's usage, else its tokenizer, else pieces."""
+        r = self.result
+        if usage is not None:
+            r.output_tokens += usage.completion_tokens
+            if r.prompt_tokens is None:
+                r.prompt_tokens, r.cached_tokens = usage.prompt_tokens, usage.cached_tokens
+            return
+        if not text:
+            return
+        try:
+            r.output_tokens += await lease.replica.engine.count_tokens(text)
+        except EngineError:
+            r.output_tokens += pieces  # one streamed piece is one token in these engines

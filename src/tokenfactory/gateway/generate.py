@@ -1,0 +1,330 @@
+"""The completion endpoints: from an authorised, validated call to a metered response.
+
+Order of checks, each a clean 4xx that loses nothing: model, tier, context, token rate,
+budget (an estimate is reserved, the real charge settled at the end), admission. Then
+the request runs through the floor; however it ends (done, client gone, engine failed)
+its usage event is written once, shielded from the client's cancellation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import anyio
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.responses import Response
+
+from tokenfactory.economics.revenue import revenue
+from tokenfactory.engines.base import EngineError, EngineRequest
+from tokenfactory.errors import (
+    BadInput,
+    EngineUnavailable,
+    Forbidden,
+    QuotaExceeded,
+    RateLimited,
+    UnknownId,
+)
+from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.floor import Result, Run
+from tokenfactory.gateway.limits import TokenBuckets
+from tokenfactory.gateway.meter import served_tier, usage_event
+from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.runtime import Floor
+from tokenfactory.ledger import KeyRecord
+from tokenfactory.ledger.records import round_usd, usd_to_micros
+from tokenfactory.sched import Job, TierRule
+
+# OpenAI's service_tier values and the tier each asks for (None: the key's default).
+SERVICE_TIERS: dict[str | None, str | None] = {
+    None: None,
+    "auto": None,
+    "default": None,
+    "priority": "realtime",
+    "flex": "flex",
+}
+# The name each tier answers with in the response's `service_tier`.
+ANSWERED_AS = {"realtime": "priority", "standard": "default", "flex": "flex", "batch": "batch"}
+CHARS_PER_TOKEN = 4  # for estimates only; billing uses the engine's counts
+DEFAULT_OUTPUT_ESTIMATE = 256
+
+
+@dataclass
+class Generator:
+    """The handler of /v1/chat/completions and /v1/completions."""
+
+    floor: Floor
+    metrics: FloorMetrics
+    buckets: TokenBuckets
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def handle(self, key: KeyRecord, call: oa.Call) -> Response:
+        """Check, admit, run and meter one call."""
+        floor = self.floor
+        kind: Literal["chat", "completion"] = (
+            "chat" if isinstance(call, oa.ChatRequest) else "completion"
+        )
+        model = floor.models.get(call.model)
+        if model is None:
+            e = UnknownId("model", call.model, floor.models, param="model")
+            e.code = "model_not_found"
+            raise e
+        tier = self._tier(call.service_tier, key)
+        prompt_estimate = max(1, len(call.prompt_text()) // CHARS_PER_TOKEN)
+        window = floor.context[call.model]
+        if call.limit is not None and prompt_estimate + call.limit > window:
+            raise BadInput(
+                f"max_tokens {call.limit} plus the prompt (about {prompt_estimate} tokens) "
+                f"exceeds the model's context of {window} tokens",
+                param="max_tokens",
+            )
+        output_estimate = call.limit or min(DEFAULT_OUTPUT_ESTIMATE, window - prompt_estimate)
+        prices = floor.prices[(model.id, tier.name)]
+        value = revenue(prices, prompt_estimate, 0, output_estimate)
+        if key.tokens_per_minute is not None:
+            wait = self.buckets.take(
+                key.id, key.tokens_per_minute, prompt_estimate + output_estimate, time.monotonic()
+            )
+            if wait:
+                self.metrics.refused.labels("rate_limit").inc()
+                raise RateLimited(
+                    f"rate limit of {key.tokens_per_minute} tokens per minute reached",
+                    retry_after_s=wait,
+                )
+        reserve = usd_to_micros(round_usd(value))
+        if not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
+            self.metrics.refused.labels("budget").inc()
+            raise QuotaExceeded("the key's budget is spent; raise it or use another key")
+        job = Job(
+            next(self._ids),
+            tier,
+            time.monotonic(),
+            prompt_estimate,
+            output_estimate,
+            float(value),
+            0.0,
+        )
+        if not floor.dispatcher.admit(job):
+            await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
+            self.metrics.refused.labels("admission").inc()
+            raise RateLimited(
+                f"the {tier.name} tier cannot start this request in time; retry later",
+                retry_after_s=floor.dispatcher.expected_wait_s(),
+            )
+        request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        engine_request = EngineRequest(
+            request_id=request_id,
+            model=call.model,
+            kind=kind,
+            messages=[m.model_dump(exclude_none=True) for m in call.messages]
+            if isinstance(call, oa.ChatRequest)
+            else None,
+            prompt=call.prompt_text() if isinstance(call, oa.CompletionRequest) else None,
+            max_tokens=call.limit,
+            params=call.params(),
+            priority=tier.rank,
+        )
+        run = Run(job, engine_request, floor.dispatcher, session=call.user)
+        ticket = _Ticket(
+            key, call, tier, model.id, request_id, reserve, datetime.now(UTC), prompt_estimate
+        )
+        ticket.pieces = pieces = run.stream()
+        try:
+            first = await pieces.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except EngineError as e:
+            await self._finish(run, ticket)
+            raise EngineUnavailable(f"the engine failed before answering: {e}") from None
+        except BaseException:
+            await self._finish(run, ticket)
+            raise
+        if call.stream:
+            return StreamingResponse(
+                self._sse(run, ticket, first, pieces, kind), media_type="text/event-stream"
+            )
+        return await self._whole(run, ticket, first, pieces, kind)
+
+    def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
+        if service_tier not in SERVICE_TIERS:
+            raise BadInput(f"service_tier {service_tier!r} is not offered", param="service_tier")
+        name = SERVICE_TIERS[service_tier] or key.default_tier
+        if not key.allows(name):
+            raise Forbidden(f"this key may not use the {name} tier", param="service_tier")
+        return self.floor.tiers[name]
+
+    async def _whole(
+        self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
+    ) -> Response:
+        try:
+            async for _ in pieces:
+                pass
+        except EngineError as e:
+            await self._finish(run, t)
+            raise EngineUnavailable(f"the engine failed mid-request: {e}") from None
+        except BaseException:
+            await self._finish(run, t)
+            raise
+        billed, usage = await self._finish(run, t)
+        body = oa.full_response(
+            t.request_id,
+            t.call.model,
+            ANSWERED_AS[billed],
+            kind,
+            run.result.text,
+            run.result.finish_reason,
+            usage,
+        )
+        return JSONResponse(body)
+
+    async def _sse(
+        self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
+    ) -> AsyncIterator[bytes]:
+        created, model = int(time.time()), t.call.model
+        answered = ANSWERED_AS[t.tier.name]
+        finished = False
+        try:
+            if kind == "chat":
+                yield _event(
+                    oa.chat_chunk(
+                        t.request_id,
+                        model,
+                        answered,
+                        {"role": "assistant", "content": ""},
+                        None,
+                        created,
+                    )
+                )
+            if first is not None:
+                yield self._piece(t, kind, first, created)
+            try:
+                async for piece in pieces:
+                    yield self._piece(t, kind, piece, created)
+            except EngineError as e:
+                error = {
+                    "message": f"the engine failed mid-stream: {e}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "engine_unavailable",
+                }
+                yield _event({"error": error})
+                return
+            billed, usage = await self._finish(run, t)
+            finished = True
+            answered = ANSWERED_AS[billed]
+            end: dict[str, Any] = (
+                oa.chat_chunk(t.request_id, model, answered, {}, run.result.finish_reason, created)
+                if kind == "chat"
+                else oa.completion_chunk(
+                    t.request_id, model, answered, "", run.result.finish_reason, created
+                )
+            )
+            yield _event(end)
+            if t.call.stream_options is not None and t.call.stream_options.include_usage:
+                yield _event(oa.usage_chunk(t.request_id, model, answered, kind, usage))
+            yield b"data: [DONE]\n\n"
+        finally:
+            if not finished:
+                await self._finish(run, t)
+
+    def _piece(self, t: _Ticket, kind: str, text: str, created: int) -> bytes:
+        answered = ANSWERED_AS[t.tier.name]
+        if kind == "chat":
+            return _event(
+                oa.chat_chunk(
+                    t.request_id, t.call.model, answered, {"content": text}, None, created
+                )
+            )
+        return _event(
+            oa.completion_chunk(t.request_id, t.call.model, answered, text, None, created)
+        )
+
+    async def _finish(self, run: Run, t: _Ticket) -> tuple[str, dict[str, Any]]:
+        """Meter the request once: ledger event, budget settled, metrics. Never cancelled."""
+        if t.metered is None:
+            with anyio.CancelScope(shield=True):
+                t.metered = await self._meter(run, t)
+        assert t.metered is not None  # the shielded block sets it or raises
+        return t.metered
+
+    async def _meter(self, run: Run, t: _Ticket) -> tuple[str, dict[str, Any]]:
+        if t.pieces is not None:
+            await t.pieces.aclose()  # stops the run if the client left mid-way
+        r = run.result
+        prompt = r.prompt_tokens if r.prompt_tokens is not None else t.prompt_estimate
+        billed_name = served_tier(t.tier, r)
+        floor = self.floor
+        event = usage_event(
+            request_id=t.request_id,
+            key_id=t.key.id,
+            model=t.model_id,
+            tier=t.tier,
+            billed_tier=billed_name,
+            prices=floor.prices[(t.model_id, billed_name)],
+            result=r,
+            prompt_tokens=prompt,
+            cost=floor.costs.get(r.replica),
+            started_at=t.started_at,
+        )
+        await anyio.to_thread.run_sync(floor.ledger.record, event)
+        await anyio.to_thread.run_sync(
+            floor.ledger.spend, t.key.id, event.revenue_micros - t.reserve
+        )
+        self._observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
+        usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
+        return billed_name, usage
+
+    def _observe(
+        self,
+        r: Result,
+        tier: TierRule,
+        billed: str,
+        revenue_micros: int,
+        cost_micros: int,
+        prompt: int,
+    ) -> None:
+        m = self.metrics
+        m.requests.labels(billed, r.outcome).inc()
+        m.tokens.labels(billed, "input").inc(prompt)
+        m.tokens.labels(billed, "cached").inc(r.cached_tokens)
+        m.tokens.labels(billed, "output").inc(r.output_tokens)
+        m.revenue.labels(billed).inc(float(Decimal(revenue_micros) / 1_000_000))
+        if r.replica:
+            m.cost.labels(r.replica).inc(float(Decimal(cost_micros) / 1_000_000))
+        if r.ttft_s is not None:
+            m.ttft.labels(tier.name).observe(r.ttft_s)
+            m.duration.labels(tier.name).observe(r.queued_s + r.engine_s)
+            if r.output_tokens > 1:
+                m.tpot.labels(tier.name).observe(
+                    max(0.0, r.queued_s + r.engine_s - r.ttft_s) / (r.output_tokens - 1)
+                )
+        if billed != tier.name:
+            m.slo_misses.labels(tier.name).inc()
+        m.preemptions.inc(r.preemptions)
+
+
+@dataclass
+class _Ticket:
+    """What the gateway needs to bill a call once it ends."""
+
+    key: KeyRecord
+    call: oa.Call
+    tier: TierRule
+    model_id: str
+    request_id: str
+    reserve: int
+    started_at: datetime
+    prompt_estimate: int
+    pieces: AsyncGenerator[str, None] | None = None
+    metered: tuple[str, dict[str, Any]] | None = None
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"

@@ -1,0 +1,100 @@
+"""What a request earned and cost: tier served, revenue at its prices, attributed cost.
+
+Money follows service: a realtime request that missed its TTFT or TPOT objective is
+billed as standard. Cost is the replica's cost rate times the request's work: its
+predicted seconds of replica time where the replica has a performance model (a catalog
+GPU), else its share of the time it held a place. What no request used is idle cost,
+which the ledger's P&L reports against each replica's rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from tokenfactory.economics import Prices
+from tokenfactory.economics.revenue import revenue
+from tokenfactory.gateway.floor import Result
+from tokenfactory.ledger.records import Outcome, UsageEvent, round_usd, usd_to_micros
+from tokenfactory.perf.model import PerfModel
+from tokenfactory.sched import TierRule
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaCost:
+    """A replica's cost rate and, where it has a GPU, its performance model."""
+
+    name: str
+    usd_per_s: Decimal
+    max_concurrency: int
+    perf: PerfModel | None = None
+
+    def work_s(self, result: Result, prompt_tokens: int) -> float:
+        """Seconds of replica time the request cost."""
+        if self.perf is not None:
+            return self.perf.work_s(prompt_tokens, result.cached_tokens, result.output_tokens)
+        # No model: it held one of `max_concurrency` places for engine_s seconds.
+        return result.engine_s / self.max_concurrency
+
+
+def served_tier(tier: TierRule, result: Result) -> str:
+    """The tier the request is billed at (`standard` for a realtime miss)."""
+    if tier.name != "realtime" or result.ttft_s is None:
+        return tier.name
+    tpot = _tpot(result)
+    missed_ttft = tier.ttft_s is not None and result.ttft_s > tier.ttft_s
+    missed_tpot = tier.tpot_s is not None and tpot is not None and tpot > tier.tpot_s
+    return "standard" if missed_ttft or missed_tpot else tier.name
+
+
+def _tpot(result: Result) -> float | None:
+    if result.output_tokens < 2 or result.ttft_s is None:
+        return None
+    # engine_s spans the whole generation; TTFT includes the queue, so use the rest.
+    decode_s = max(0.0, result.queued_s + result.engine_s - result.ttft_s)
+    return decode_s / (result.output_tokens - 1)
+
+
+def usage_event(
+    *,
+    request_id: str,
+    key_id: int,
+    model: str,
+    tier: TierRule,
+    billed_tier: str,
+    prices: Prices,
+    result: Result,
+    prompt_tokens: int,
+    cost: ReplicaCost | None,
+    started_at: datetime,
+) -> UsageEvent:
+    """The ledger event for one request attempt."""
+    cached = min(result.cached_tokens, prompt_tokens)
+    earned = Decimal(0)
+    if result.outcome != "engine_error" or result.output_tokens:
+        earned = revenue(prices, prompt_tokens, cached, result.output_tokens)
+    work = cost.work_s(result, prompt_tokens) if cost else 0.0
+    spent = cost.usd_per_s * Decimal(repr(work)) if cost else Decimal(0)
+    ended = started_at + timedelta(seconds=result.queued_s + result.engine_s)
+    return UsageEvent(
+        request_id=request_id,
+        key_id=key_id,
+        model=model,
+        replica=result.replica or None,
+        tier_requested=tier.name,
+        tier_served=billed_tier,
+        input_tokens=prompt_tokens,
+        cached_tokens=cached,
+        output_tokens=result.output_tokens,
+        started_at=started_at,
+        ended_at=max(ended, datetime.now(UTC)),
+        outcome=Outcome(result.outcome),
+        queued_s=result.queued_s,
+        ttft_s=result.ttft_s,
+        revenue_micros=usd_to_micros(round_usd(earned)),
+        cost_micros=usd_to_micros(round_usd(spent)),
+        work_s=work,
+        preemptions=result.preemptions,
+        error=result.error,
+    )

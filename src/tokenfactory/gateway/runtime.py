@@ -1,0 +1,149 @@
+"""Build the floor from a factory file: engines, dispatcher, prices, costs, ledger.
+
+The composition root of `serve` (with `app.py`): everything the gateway needs is made
+here and passed in; nothing is reached through module state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tokenfactory.catalog import Catalog, Model
+from tokenfactory.config.factory import FactoryFile, ReplicaSpec
+from tokenfactory.economics import Prices
+from tokenfactory.economics.query import resolve_hardware
+from tokenfactory.engines.base import Engine
+from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
+from tokenfactory.gateway.meter import ReplicaCost
+from tokenfactory.ledger import Ledger
+from tokenfactory.perf.efficiency import efficiency_for
+from tokenfactory.perf.model import Deployment, PerfModel
+from tokenfactory.sched import POLICIES, TierRule
+from tokenfactory.sched.job import TIER_ORDER
+from tokenfactory.sim.build import tier_rule
+
+ADMIN_KEY_ENV = "TOKENFACTORY_ADMIN_KEY"
+# The performance model of each engine kind a factory can name.
+_PERF_KIND = {
+    "vllm": "vllm",
+    "openai": "vllm",
+    "twin": "vllm",
+    "sglang": "sglang",
+    "llamacpp": "llamacpp",
+}
+
+
+@dataclass
+class Floor:
+    """Everything the gateway runs on."""
+
+    factory: FactoryFile
+    ledger: Ledger
+    dispatcher: Dispatcher
+    models: dict[str, Model]  # served name -> catalog model
+    tiers: dict[str, TierRule]
+    prices: dict[tuple[str, str], Prices]  # (catalog model id, tier) -> prices
+    costs: dict[str, ReplicaCost]  # replica name -> cost
+    context: dict[str, int]  # served name -> the context window the engine serves
+    admin_key: str
+    engines: list[Engine] = field(default_factory=list)
+
+    def cost_rates(self) -> dict[str, Decimal]:
+        """Each replica's cost in dollars per second, for the P&L."""
+        return {name: c.usd_per_s for name, c in self.costs.items()}
+
+
+def build_floor(factory: FactoryFile, catalog: Catalog, database: str | None = None) -> Floor:
+    """The floor a factory file describes (engines are made, not yet started)."""
+    slots: list[ReplicaSlot] = []
+    costs: dict[str, ReplicaCost] = {}
+    models: dict[str, Model] = {}
+    context: dict[str, int] = {}
+    for index, spec in enumerate(factory.replicas):
+        engine = make_engine(spec)
+        slots.append(ReplicaSlot(index, spec.name, engine, spec.max_concurrency))
+        costs[spec.name] = replica_cost(spec, catalog)
+        model = catalog.model(spec.model)
+        served = spec.served_model or spec.model
+        models[served] = model
+        window = LLAMACPP_CONTEXT if spec.engine == "llamacpp" else model.max_context
+        context[served] = min(context.get(served, window), window)
+    presets = dict(catalog.tiers)
+    for tier_id, override in factory.tiers.items():
+        presets[tier_id] = presets[tier_id].model_copy(
+            update=override.model_dump(exclude_none=True)
+        )
+    tiers = {name: tier_rule(presets[name], rank) for rank, name in enumerate(TIER_ORDER)}
+    prices = {
+        (m.id, name): _list_prices(factory, m).scaled(presets[name].price_ratio)
+        for m in models.values()
+        for name in TIER_ORDER
+    }
+    policy = POLICIES[factory.scheduler.policy]
+    admin = factory.server.admin_key or os.environ.get(ADMIN_KEY_ENV) or _new_admin_key()
+    return Floor(
+        factory=factory,
+        ledger=Ledger(database or factory.server.database),
+        dispatcher=Dispatcher(slots, policy, factory.scheduler.router),
+        models=models,
+        tiers=tiers,
+        prices=prices,
+        costs=costs,
+        context=context,
+        admin_key=admin,
+        engines=[s.engine for s in slots],
+    )
+
+
+LLAMACPP_CONTEXT = 2048
+
+
+def make_engine(spec: ReplicaSpec) -> Engine:
+    """The adapter for one replica."""
+    served = spec.served_model or spec.model
+    if spec.engine == "llamacpp":
+        from tokenfactory.engines.llamacpp import EmbeddedLlamaCpp
+        from tokenfactory.engines.models import smollm2_path
+
+        path = spec.path or smollm2_path()
+        return EmbeddedLlamaCpp(path, name=spec.name, n_ctx=LLAMACPP_CONTEXT)
+    from tokenfactory.engines.openai_http import OpenAIEngine
+
+    assert spec.url is not None
+    return OpenAIEngine(spec.name, spec.url, served, send_priority=spec.engine == "vllm")
+
+
+def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
+    """Dollars per second of a replica, and its performance model where it has a GPU."""
+    if spec.gpu is None:
+        assert spec.cost_per_hour is not None
+        return ReplicaCost(spec.name, spec.cost_per_hour / 3600, spec.max_concurrency)
+    gpu = catalog.gpu(spec.gpu)
+    hardware, _ = resolve_hardware(gpu, catalog.energy, spec.economics, spec.economics.owned)
+    per_hour = (
+        spec.cost_per_hour
+        if spec.cost_per_hour is not None
+        else hardware.cost_per_gpu_hour(1.0) * spec.gpus
+    )
+    deployment = Deployment(catalog.model(spec.model), gpu, spec.precision, spec.tensor_parallel)
+    perf = PerfModel(deployment, efficiency_for(_PERF_KIND[spec.engine]))
+    return ReplicaCost(spec.name, per_hour / 3600, spec.max_concurrency, perf)
+
+
+def _list_prices(factory: FactoryFile, model: Model) -> Prices:
+    given = factory.prices.get(model.id)
+    base = Prices(model.price_in, model.price_cached_in, model.price_out)
+    if given is None:
+        return base
+    return Prices(
+        given.input if given.input is not None else base.input,
+        given.cached_input if given.cached_input is not None else base.cached_input,
+        given.output if given.output is not None else base.output,
+    )
+
+
+def _new_admin_key() -> str:
+    return "tf-admin-" + secrets.token_urlsafe(30)
