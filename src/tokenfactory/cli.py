@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import Abort, TyperException
 
-from tokenfactory import render, render_plan, render_sim
+from tokenfactory import cli_floor, render, render_plan, render_sim
 from tokenfactory.catalog import load_catalog
 from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
@@ -40,6 +40,9 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="List the catalog, or show one entry.", invoke_without_command=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(cli_floor.keys_app, name="keys")
+app.command()(cli_floor.serve)
+app.command()(cli_floor.report)
 
 CatalogFile = Annotated[
     Path | None,
@@ -266,6 +269,47 @@ def plan(
         render_plan.plan_tables(_out(), result)
     for path in render_plan.write_plan(out, result) if out else []:
         print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+def twin(
+    gpu: Annotated[str, typer.Option(help="GPU id from the catalog.")],
+    model: Annotated[str, typer.Option(help="Model id from the catalog.")],
+    precision: Annotated[str, typer.Option(help="Weights: bf16 | fp8 | fp4.")] = "bf16",
+    engine: Annotated[str, typer.Option(help="Engine kind whose speed and batching to copy.")] = (
+        "vllm"
+    ),
+    tensor_parallel: Annotated[int, typer.Option(help="GPUs per replica.")] = 1,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    speedup: Annotated[float, typer.Option(help="Run this many times faster than real.")] = 1.0,
+    max_num_seqs: Annotated[
+        int | None, typer.Option(help="Sequences in a batch (default: the engine's).")
+    ] = None,
+    max_batched_tokens: Annotated[
+        int | None, typer.Option(help="Tokens in a step (default: the engine's).")
+    ] = None,
+    catalog: CatalogFile = None,
+) -> None:
+    """Serve an OpenAI-compatible twin of an engine: synthetic text at modelled speed."""
+    # Imported here: the server's dependencies load only for the command that serves.
+    from tokenfactory.engines.twin import twin_setup
+    from tokenfactory.engines.twin_app import serve_twin
+
+    if not speedup > 0:
+        raise BadInput("--speedup must be positive", param="--speedup")
+    setup = twin_setup(
+        load_catalog(catalog),
+        gpu,
+        model,
+        precision,
+        engine,
+        tensor_parallel,
+        max_num_seqs,
+        max_batched_tokens,
+    )
+    print(f"twin of {engine} serving {model} on {gpu} at http://{host}:{port}/v1", file=sys.stderr)
+    serve_twin(*setup, speedup=speedup, host=host, port=port)
 
 
 def _exact(value: object) -> object:

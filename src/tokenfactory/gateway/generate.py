@@ -273,9 +273,9 @@ class Generator:
             cost=floor.costs.get(r.replica),
             started_at=t.started_at,
         )
-        await anyio.to_thread.run_sync(floor.ledger.record, event)
+        # The event and the settling of the reservation in one transaction, once.
         await anyio.to_thread.run_sync(
-            floor.ledger.spend, t.key.id, event.revenue_micros - t.reserve
+            lambda: floor.ledger.record(event, charge_key=True, reserved_micros=t.reserve)
         )
         self._observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
