@@ -56,7 +56,7 @@ class ReplicaSpec(Table):
     def _addressable(self) -> ReplicaSpec:
         if self.engine == "llamacpp" and self.url is not None:
             raise ValueError("an embedded llamacpp replica takes `path`, not `url`")
-        if self.engine not in ("llamacpp", "twin") and self.url is None:
+        if self.engine != "llamacpp" and self.url is None:
             raise ValueError(f"engine {self.engine!r} needs `url`")
         if self.gpu is None and self.cost_per_hour is None:
             raise ValueError("give `gpu` (costs from the catalog) or `cost_per_hour`")

@@ -113,7 +113,11 @@ def make_engine(spec: ReplicaSpec) -> Engine:
     from tokenfactory.engines.openai_http import OpenAIEngine
 
     assert spec.url is not None
-    return OpenAIEngine(spec.name, spec.url, served, send_priority=spec.engine == "vllm")
+    # vLLM (and the twin, which speaks like it) take a priority and continue a message.
+    vllm_like = spec.engine in ("vllm", "twin")
+    return OpenAIEngine(
+        spec.name, spec.url, served, send_priority=vllm_like, continue_final_message=vllm_like
+    )
 
 
 def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
