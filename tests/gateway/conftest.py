@@ -76,6 +76,7 @@ MakeGateway = Callable[..., Gateway]
 def make_gateway(catalog: Catalog, tmp_path: Path) -> Iterator[MakeGateway]:
     """Start gateways over given replicas; all stop at the end of the test."""
     stack: list[object] = []
+    ledgers: list[Ledger] = []
 
     def make(replicas: list[str], database: str | None = None, **options: object) -> Gateway:
         path = tmp_path / f"factory-{len(stack)}.toml"
@@ -87,11 +88,14 @@ def make_gateway(catalog: Catalog, tmp_path: Path) -> Iterator[MakeGateway]:
         stack.append(ctx)
         ledger = Ledger(database)
         ledger.migrate()
+        ledgers.append(ledger)
         return Gateway(url, ledger)
 
     yield make
     for ctx in reversed(stack):
         ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+    for ledger in ledgers:
+        ledger.close()
 
 
 @pytest.fixture

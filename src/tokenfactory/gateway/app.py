@@ -56,6 +56,7 @@ def create_app(floor: Floor) -> FastAPI:
             probe.cancel()
             for engine in floor.engines:
                 await engine.stop()
+            await anyio.to_thread.run_sync(floor.ledger.close)
 
     app = FastAPI(title="tokenfactory", version="0.1.0", lifespan=lifespan)
     errors.install(app)

@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 
+import anyio
+
 from tokenfactory.engines.base import EngineError, EngineRequest, Usage
 from tokenfactory.gateway.dispatch import Dispatcher, Lease
 from tokenfactory.sched import Job
@@ -70,8 +72,8 @@ class Run:
                     return
                 r.preemptions += 1
                 r.outcome = RESUMED
-        except GeneratorExit:
-            r.outcome = CANCELLED
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):
+            r.outcome = CANCELLED  # the client left (or the handler was cancelled)
             raise
 
     async def _attempt(self, lease: Lease, request: EngineRequest) -> AsyncGenerator[str, None]:
@@ -106,10 +108,13 @@ class Run:
             self.dispatcher.mark(lease.replica, healthy=False)
             raise
         finally:
-            await stream.aclose()
+            # The place goes back first, synchronously: nothing below may be skipped by a
+            # cancellation, and the awaits are shielded from the one that brought us here.
             r.engine_s += time.monotonic() - started
             self.dispatcher.release(lease)
-            await self._count(lease, usage, text, pieces)
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+                await self._count(lease, usage, text, pieces)
 
     async def _count(self, lease: Lease, usage: Usage | None, text: str, pieces: int) -> None:
         """Add an attempt's tokens: the engine's usage, else its tokenizer, else pieces."""

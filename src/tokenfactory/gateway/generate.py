@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import anyio
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from tokenfactory.economics.revenue import revenue
@@ -38,6 +38,7 @@ from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.runtime import Floor
+from tokenfactory.gateway.sse import EventStream
 from tokenfactory.ledger import KeyRecord
 from tokenfactory.ledger.records import round_usd, usd_to_micros
 from tokenfactory.sched import Job, TierRule
@@ -147,9 +148,7 @@ class Generator:
             await self._finish(run, ticket)
             raise
         if call.stream:
-            return StreamingResponse(
-                self._sse(run, ticket, first, pieces, kind), media_type="text/event-stream"
-            )
+            return EventStream(self._sse(run, ticket, first, pieces, kind))
         return await self._whole(run, ticket, first, pieces, kind)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
@@ -186,7 +185,7 @@ class Generator:
 
     async def _sse(
         self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         created, model = int(time.time()), t.call.model
         answered = ANSWERED_AS[t.tier.name]
         finished = False
