@@ -16,7 +16,7 @@ from tokenfactory.catalog import Catalog
 from tokenfactory.config.factory import load_factory
 from tokenfactory.engines.twin_app import create_twin_app
 from tokenfactory.gateway.app import create_app
-from tokenfactory.gateway.runtime import build_floor
+from tokenfactory.gateway.runtime import Floor, build_floor
 from tokenfactory.ledger import Ledger
 from tokenfactory.perf.efficiency import efficiency_for
 from tokenfactory.perf.model import Deployment
@@ -70,6 +70,7 @@ def factory_toml(replicas: list[str], policy: str = "value", concurrency: int = 
 
 
 MakeGateway = Callable[..., Gateway]
+floors: list[Floor] = []  # the floors of the running gateways, for tests that break engines
 
 
 @pytest.fixture
@@ -77,12 +78,19 @@ def make_gateway(catalog: Catalog, tmp_path: Path) -> Iterator[MakeGateway]:
     """Start gateways over given replicas; all stop at the end of the test."""
     stack: list[object] = []
     ledgers: list[Ledger] = []
+    floors.clear()
 
-    def make(replicas: list[str], database: str | None = None, **options: object) -> Gateway:
+    def make(
+        replicas: list[str] | None = None,
+        database: str | None = None,
+        text: str | None = None,
+        **options: object,
+    ) -> Gateway:
         path = tmp_path / f"factory-{len(stack)}.toml"
-        path.write_text(factory_toml(replicas, **options))  # type: ignore[arg-type]
+        path.write_text(text or factory_toml(replicas or [], **options))  # type: ignore[arg-type]
         database = database or f"sqlite:///{tmp_path / 'ledger.db'}"
         floor = build_floor(load_factory(path, catalog), catalog, database)
+        floors.append(floor)
         ctx = serving(create_app(floor))
         url = ctx.__enter__()
         stack.append(ctx)
