@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from conftest import ADMIN, MakeGateway
+from floor_helpers import ADMIN, MakeGateway
 
 
 def client(gw, key: str) -> openai.OpenAI:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import openai
-from conftest import MakeGateway
+from floor_helpers import MakeGateway
 
 
 def test_the_gateway_keeps_its_books_in_postgresql(

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import Gateway, MakeGateway, floors
+from floor_helpers import Gateway, MakeGateway, floors
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "engines"))
 from tiny_gguf import write_tiny_llama

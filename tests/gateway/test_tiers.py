@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import openai
-from conftest import Gateway, MakeGateway, twin_app
+from floor_helpers import Gateway, MakeGateway, twin_app
 from servers import serving
 
 from tokenfactory.catalog import Catalog

@@ -29,6 +29,7 @@ from tokenfactory.errors import (
 from tokenfactory.gateway import errors
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.generate import Generator
+from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.runtime import Floor
@@ -62,9 +63,10 @@ def create_app(floor: Floor) -> FastAPI:
     errors.install(app)
     limit = floor.factory.server.max_body_bytes
 
+    keys = KeyCache(floor.ledger)
+
     async def authorised(request: Request) -> KeyRecord:
-        secret = _bearer(request)
-        key = await anyio.to_thread.run_sync(floor.ledger.find_key, secret)
+        key = await keys.find(_bearer(request))
         if key is None or not key.active:
             raise Unauthorized("invalid or revoked API key")
         return key

@@ -99,8 +99,9 @@ class Generator:
                     f"rate limit of {key.tokens_per_minute} tokens per minute reached",
                     retry_after_s=wait,
                 )
-        reserve = usd_to_micros(round_usd(value))
-        if not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
+        # A budget is reserved before the run and settled after; unlimited keys skip it.
+        reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(value))
+        if reserve and not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
             self.metrics.refused.labels("budget").inc()
             raise QuotaExceeded("the key's budget is spent; raise it or use another key")
         job = Job(
@@ -113,7 +114,8 @@ class Generator:
             0.0,
         )
         if not floor.dispatcher.admit(job):
-            await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
+            if reserve:
+                await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
             self.metrics.refused.labels("admission").inc()
             raise RateLimited(
                 f"the {tier.name} tier cannot start this request in time; retry later",
