@@ -65,6 +65,8 @@ class Run:
                 r.replica = lease.replica.name
                 r.replicas.append(lease.replica.name)
                 remaining = None if wanted is None else wanted - r.output_tokens
+                if remaining is not None and remaining <= 0:
+                    return  # paused after its last token (engines may overrun on UTF-8)
                 attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
                 async for piece in self._attempt(lease, attempt):
                     yield piece

@@ -1,0 +1,291 @@
+"""Any OpenAI-compatible server over HTTP: vLLM, SGLang, llama.cpp's server, TGI, Ollama."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from tokenfactory.engines.base import Delta, Engine, EngineError, EngineRequest, Load, Usage
+
+_RUNNING = "vllm:num_requests_running"
+_WAITING = "vllm:num_requests_waiting"
+_KV_GAUGES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newer name first
+_PROBE_TIMEOUT = 5.0  # health, metrics and tokenize answer at once or not at all
+_ABSENT = (404, 405)  # the server has no such endpoint
+
+
+def parse_vllm_metrics(text: str) -> Load | None:
+    """Load from vLLM's Prometheus text: requests summed over label sets, KV usage averaged."""
+    values: dict[str, list[float]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        brace, space = line.find("{"), line.find(" ")
+        if brace != -1 and (space == -1 or brace < space):
+            name, rest = line[:brace], line[line.rfind("}") + 1 :]
+        else:
+            name, _, rest = line.partition(" ")
+        fields = rest.split()
+        try:
+            value = float(fields[0]) if fields else math.nan
+        except ValueError:
+            continue
+        if not math.isnan(value):
+            values.setdefault(name, []).append(value)
+    if _RUNNING not in values or _WAITING not in values:
+        return None
+    # One label set per engine core (data parallel): their request counts add up, while
+    # each KV usage is a share of that core's own cache, so the fleet's share is the mean.
+    kv = next((values[g] for g in _KV_GAUGES if g in values), [0.0])
+    return Load(
+        running=round(sum(values[_RUNNING])),
+        waiting=round(sum(values[_WAITING])),
+        kv_usage=sum(kv) / len(kv),
+    )
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The message an OpenAI-style (or FastAPI-style) error body carries."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail"))
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])
+        if error is not None:
+            return str(error)[:500]
+    return str(body)[:500]
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+    )
+
+
+class OpenAIEngine:
+    """An engine reached over OpenAI's HTTP API, with vLLM's extras where it has them."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        metrics_url: str | None = None,
+        send_priority: bool = False,
+        continue_final_message: bool = False,
+        health_paths: Sequence[str] = ("/health", "/v1/models"),
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        # Accept OpenAI-client style URLs ending in /v1: /health and /metrics sit above it.
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.model = model
+        self.send_priority = send_priority  # vLLM: an integer, lower runs first
+        self.continue_final_message = continue_final_message  # vLLM-like chat continuation
+        self.supports_continuation = continue_final_message
+        self.metrics_url = metrics_url or self.base_url + "/metrics"
+        self.health_paths = tuple(health_paths)
+        self.ready_timeout = ready_timeout
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client: httpx.AsyncClient | None = None
+        self._tokenize_path: str | None = None  # learnt on the first count_tokens
+        self._bos_tokens: int | None = None  # what /extras/tokenize adds to any text
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client, opened on first use."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=self._timeout,
+                # A gateway holds many streams per replica; a pool cap would queue them here.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                trust_env=False,  # engines sit on the private network, never behind a proxy
+            )
+        return self._client
+
+    async def start(self) -> None:
+        """Open the client and wait (up to ready_timeout) until the engine answers."""
+        with anyio.move_on_after(self.ready_timeout):
+            while not await self.healthy():
+                await anyio.sleep(0.2)  # poll interval while the server comes up
+            return
+        raise EngineError(f"{self.name}: no answer from {self.base_url} in {self.ready_timeout}s")
+
+    async def stop(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def request_body(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        """The path and JSON body of the streaming request for `request`."""
+        body: dict[str, Any] = dict(request.params)
+        body["model"] = self.model
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        if self.send_priority:
+            body["priority"] = request.priority
+        if request.kind == "completion":
+            body["prompt"] = (request.prompt or "") + request.continuation
+            return "/v1/completions", body
+        messages = list(request.messages or [])
+        if request.continuation:
+            if not self.continue_final_message:
+                raise EngineError(f"{self.name}: cannot continue a chat reply", status=400)
+            messages.append({"role": "assistant", "content": request.continuation})
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        body["messages"] = messages
+        return "/v1/chat/completions", body
+
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[Delta | Usage, None]:
+        """Generated text as it comes, then Usage if the engine reports it."""
+        path, body = self.request_body(request)
+        # aclosing: closing this stream closes the inner one now, not when collected.
+        async with contextlib.aclosing(self.stream_body(path, body)) as items:
+            async for item in items:
+                yield item
+
+    async def stream_body(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[Delta | Usage, None]:
+        """Stream a prepared request body: one Delta per text piece, then Usage if sent."""
+        started = finished = False
+        usage: Usage | None = None
+        try:
+            # Leaving this block early (the caller closed the generator) closes the
+            # response unread, which drops the connection: the server aborts the request.
+            async with self.client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    message = f"{self.name}: HTTP {response.status_code}: {_error_text(response)}"
+                    raise EngineError(message, status=response.status_code)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, `: ping` comments, `event:` lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if isinstance(chunk.get("error"), dict):
+                        error = chunk["error"]
+                        code = error.get("code")
+                        raise EngineError(
+                            f"{self.name}: {error.get('message', error)}",
+                            started=started,
+                            status=code if isinstance(code, int) else None,
+                        )
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])  # some servers repeat it: keep the last
+                    for choice in chunk.get("choices") or ():
+                        if choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta")
+                        text = delta.get("content") if delta is not None else choice.get("text")
+                        reason = choice.get("finish_reason")
+                        if text is None and reason is None:
+                            continue  # a role-only opening chunk
+                        started, finished = True, reason is not None
+                        yield Delta(text or "", reason)
+        except httpx.TimeoutException as exc:
+            raise EngineError(f"{self.name}: timed out ({exc!r})", started=started) from exc
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{self.name}: {exc!r}", started=started) from exc
+        except ValueError as exc:  # a chunk that is not JSON
+            raise EngineError(f"{self.name}: bad stream chunk: {exc}", started=started) from exc
+        if not finished:
+            # llama-cpp-python ends an interrupted request with a bare [DONE], for one.
+            raise EngineError(f"{self.name}: stream ended without a finish", started=started)
+        if usage is not None:
+            yield usage
+
+    async def status_of(self, url: str, timeout: float = _PROBE_TIMEOUT) -> int | None:
+        """GET `url`: its HTTP status, or None if the engine is unreachable."""
+        try:
+            response = await self.client.get(url, timeout=timeout)
+        except httpx.HTTPError:
+            return None
+        return response.status_code
+
+    async def healthy(self) -> bool:
+        """Whether the first health path the server has answers without error."""
+        for path in self.health_paths:
+            status = await self.status_of(path)
+            if status is None:
+                return False
+            if status not in _ABSENT:
+                return status < 400
+        return False
+
+    async def load(self) -> Load | None:
+        """vLLM's running, waiting and KV usage from /metrics; None where absent."""
+        try:
+            response = await self.client.get(self.metrics_url, timeout=_PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return None
+        return parse_vllm_metrics(response.text) if response.status_code < 400 else None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST JSON for a JSON answer; None if the server has no such endpoint."""
+        try:
+            response = await self.client.post(path, json=body, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{self.name}: {exc!r}") from exc
+        if response.status_code in _ABSENT:
+            return None
+        if response.status_code >= 400:
+            message = f"{self.name}: HTTP {response.status_code}: {_error_text(response)}"
+            raise EngineError(message, status=response.status_code)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def _tokenize(self, path: str, text: str) -> int | None:
+        if path == "/tokenize":  # vLLM (and SGLang): special tokens can be left out
+            body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+            data = await self._post(path, body)
+            return None if data is None else len(data["tokens"])
+        data = await self._post(path, {"input": text})  # llama-cpp-python
+        if data is None:
+            return None
+        if self._bos_tokens is None:
+            # llama-cpp-python always adds the model's BOS: what the empty text gets.
+            empty = await self._post(path, {"input": ""})
+            self._bos_tokens = len(empty["tokens"]) if empty else 0
+        return len(data["tokens"]) - self._bos_tokens
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes, without the special tokens a tokenizer adds around it."""
+        paths = [self._tokenize_path] if self._tokenize_path else ["/tokenize", "/extras/tokenize"]
+        for path in paths:
+            count = await self._tokenize(path, text)
+            if count is not None:
+                self._tokenize_path = path
+                return count
+        raise EngineError(
+            f"{self.name}: the server has no tokenize endpoint (/tokenize, /extras/tokenize)",
+            status=404,
+        )
+
+
+if TYPE_CHECKING:  # mypy checks that this adapter is an Engine
+    _engine: Engine = OpenAIEngine("", "", "")
