@@ -9,8 +9,10 @@ tokens, sent as one chunk and tokenized again (exact on SmolLM2's emoji and CJK 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import functools
 import os
 import secrets
 import shutil
@@ -75,6 +77,20 @@ class _Stand:
         raise _Rendered(*self._last, tokens=list(prompt))
 
 
+@functools.cache
+def _close_devnull_at_exit() -> None:
+    """llama_cpp opens two /dev/null files at import and never closes them; close them at
+    exit so the interpreter does not warn about them as it shuts down."""
+
+    def close() -> None:
+        from llama_cpp import _utils
+
+        for f in (_utils.outnull_file, _utils.errnull_file):
+            f.close()
+
+    atexit.register(close)
+
+
 class Tokenizer:
     """The model's tokenizer and chat template, loaded in-process without its weights."""
 
@@ -84,6 +100,7 @@ class Tokenizer:
         except ImportError as exc:
             hint = "pip install 'tokenfactory[llamacpp]'"
             raise EngineError(f"llama-cpp-python is not installed: {hint}") from exc
+        _close_devnull_at_exit()
         self._cls = llama_cpp.Llama
         self._llama = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
         self.adds_bos = bool(self._llama._model.add_bos_token())
