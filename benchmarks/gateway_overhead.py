@@ -168,7 +168,8 @@ def main() -> None:
             a = asyncio.run(latencies(direct, key, args.requests, stream))
             b = asyncio.run(latencies(through, key, args.requests, stream))
             print(
-                f"{kind:8} latency ms  direct p50 {pct(a, 50) * 1e3:6.2f} p99 {pct(a, 99) * 1e3:6.2f}"
+                f"{kind:8} latency ms  direct p50 {pct(a, 50) * 1e3:6.2f}"
+                f" p99 {pct(a, 99) * 1e3:6.2f}"
                 f" | gateway p50 {pct(b, 50) * 1e3:6.2f} p99 {pct(b, 99) * 1e3:6.2f}"
                 f" | overhead p50 {(pct(b, 50) - pct(a, 50)) * 1e3:5.2f}"
                 f" p99 {(pct(b, 99) - pct(a, 99)) * 1e3:5.2f}"
