@@ -121,7 +121,10 @@ def keys_list(
 
 
 def report(
-    since: Annotated[str, typer.Option(help="Window: 15m, 1h, 7d, or an ISO date-time.")] = "24h",
+    since: Annotated[
+        str | None,
+        typer.Option(help="Window: 15m, 1h, 7d or an ISO date-time (default: the first event)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     config: ConfigFile = None,
     database: Database = None,
@@ -136,7 +139,7 @@ def report(
     ledger = Ledger(database or factory.server.database)
     ledger.migrate()
     until = datetime.now(UTC)
-    pnl = ledger.pnl(_since(since, until), until, rates)
+    pnl = ledger.pnl(None if since is None else _since(since, until), until, rates)
     ledger.close()
     if as_json:
         print(json.dumps(pnl, indent=2, default=render_floor.plain))

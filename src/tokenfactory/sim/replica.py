@@ -70,6 +70,7 @@ class _Run:
 
 
 Finish = Callable[[Seq, str], None]
+Step = Callable[[], None]
 
 
 class Replica:
@@ -83,6 +84,7 @@ class Replica:
         limits: EngineLimits,
         policy: Policy,
         on_finish: Finish,
+        on_step: Step | None = None,
     ) -> None:
         self.index = index
         self.env = env
@@ -90,6 +92,8 @@ class Replica:
         self.limits = limits
         self.policy = policy
         self.on_finish = on_finish
+        # A real-time driver (the twin) hears of every step end, so runs are one step long.
+        self.on_step = on_step
         self.capacity = perf.kv_capacity_tokens
         self.waiting: list[tuple[tuple[float, float, int], Seq]] = []
         self.prefilling: list[Seq] = []
@@ -214,7 +218,7 @@ class Replica:
             Batch(tokens, pairs, ctx, n_dec, self.decode_context, n_dec + finishing)
         )
         steps, last = 1, first
-        if not prefills and stuck:
+        if not prefills and stuck and self.on_step is None:
             steps = self._decode_run_length()
             if steps > 1:
                 end_context = self.decode_context + n_dec * (steps - 1)
@@ -316,6 +320,8 @@ class Replica:
             _, _, seq = heapq.heappop(finishing)
             self._release(seq, now)
             self.on_finish(seq, "ok")
+        if self.on_step is not None:
+            self.on_step()
         self._plan()
 
     def _start_decoding(self, seq: Seq, now: float) -> None:
@@ -341,6 +347,35 @@ class Replica:
         self.kv_used -= context + self.slack
         seq.done_s = now
         self._remember(seq.req.session, context)
+
+    def abort(self, job_id: int) -> Seq | None:
+        """Drop a request wherever it is (its client left), freeing its place and KV."""
+        # A step in flight keeps its time; the dropped sequence just gets nothing from it.
+        for i, (_, queued) in enumerate(self.waiting):
+            if queued.job.id == job_id:
+                self.waiting[i] = self.waiting[-1]
+                self.waiting.pop()
+                heapq.heapify(self.waiting)
+                self.queued_tokens -= queued.prompt - queued.prefilled
+                return queued
+        seq = self.decoding.get(job_id) or next(
+            (s for s in self.prefilling if s.job.id == job_id), None
+        )
+        if seq is None:
+            return None
+        if job_id in self.decoding:
+            self.finishing = [f for f in self.finishing if f[2] is not seq]
+            heapq.heapify(self.finishing)
+            self._release(seq, self.env.now)
+            return seq
+        self.pacer.count(seq, -1)
+        self.prefilling.remove(seq)
+        self.kv_used -= seq.prefilled + self.slack
+        run = self.run
+        if run is not None and seq in run.prefills:
+            run.prefills.remove(seq)  # its chunk was counted in KV when the step was planned
+            self.kv_used -= seq.chunk
+        return seq
 
     # -- preemption and prefix cache ------------------------------------------------
     def _preempt_worst(self) -> None:
