@@ -164,15 +164,15 @@ def _plain(value: object) -> object:
 
 
 async def _probe(floor: Floor) -> None:
-    """Bring replicas back once their health check answers again."""
+    """Read engines' load signals; bring replicas back once their health check answers."""
     while True:
         await asyncio.sleep(HEALTH_PROBE_S)
         for r in floor.dispatcher.replicas:
-            if not r.healthy:
-                try:
-                    ok = await r.engine.healthy()
-                except Exception:  # a probe that fails in any way means: still down
-                    ok = False
-                if ok:
+            try:
+                if r.healthy:
+                    r.engine_load = await r.engine.load()
+                elif await r.engine.healthy():
                     log.info("replica %s is healthy again", r.name)
                     floor.dispatcher.mark(r, healthy=True)
+            except Exception:  # a failed probe means: no signals, or still down
+                r.engine_load = None

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tokenfactory.engines.base import Engine
+from tokenfactory.engines.base import Engine, Load
 from tokenfactory.sched import Job, Policy, ReplicaLoad, route
 
 # Weight of the newest request in the running mean of service time (for wait estimates).
 SERVICE_EWMA = 0.05
+# What a request the engine runs for someone else weighs in routing, in prompt tokens.
+FOREIGN_REQUEST_TOKENS = 512
 
 
 @dataclass(eq=False)
@@ -34,6 +36,7 @@ class ReplicaSlot:
     max_concurrency: int
     running: dict[int, Lease] = field(default_factory=dict)
     healthy: bool = True
+    engine_load: Load | None = None  # the engine's own signals (vLLM's /metrics), if any
 
     @property
     def free(self) -> int:
@@ -41,8 +44,12 @@ class ReplicaSlot:
         return self.max_concurrency - len(self.running)
 
     def load(self) -> ReplicaLoad:
-        """The router's view: outstanding requests weighted by their prompts."""
+        """The router's view: our requests by their prompts, plus what the engine queues
+        from elsewhere (other gateways or clients share an engine)."""
         tokens = sum(lease.job.input_tokens + 64 for lease in self.running.values())
+        if self.engine_load is not None:
+            others = max(0, self.engine_load.running + self.engine_load.waiting - len(self.running))
+            tokens += others * FOREIGN_REQUEST_TOKENS
         return ReplicaLoad(self.index, tokens, self.healthy)
 
 

@@ -1,0 +1,92 @@
+"""The floor's dispatcher: policy order, placement, giving places back, pausing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tokenfactory.engines.base import Load
+from tokenfactory.engines.openai_http import OpenAIEngine
+from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
+from tokenfactory.sched import POLICIES, Job, TierRule
+
+TIERS = {
+    "realtime": TierRule("realtime", 0, 2.0, 0.45, 0.04, 5.0, False),
+    "flex": TierRule("flex", 2, 0.5, None, None, 900.0, True),
+}
+
+
+def slot(index: int, places: int, resumes: bool = True) -> ReplicaSlot:
+    # A real adapter that is never started: the dispatcher only asks whether it resumes.
+    engine = OpenAIEngine(f"r{index}", "http://127.0.0.1:9", "m", continue_final_message=resumes)
+    return ReplicaSlot(index, f"r{index}", engine, places)
+
+
+def job(i: int, tier: str, at: float = 0.0) -> Job:
+    return Job(i, TIERS[tier], at, 100, 50, 1.0 if tier == "realtime" else 0.1, 1.0)
+
+
+def test_waiting_requests_get_places_in_policy_order_as_places_free() -> None:
+    async def scenario() -> list[int]:
+        d = Dispatcher([slot(0, 1)], POLICIES["priority"], "least_load", clock=lambda: 0.0)
+        first = await d.acquire(job(1, "flex"))
+        order: list[int] = []
+
+        async def wait(j: Job) -> None:
+            lease = await d.acquire(j)
+            order.append(j.id)
+            d.release(lease)
+
+        tasks = [
+            asyncio.create_task(wait(job(2, "flex", 1.0))),
+            asyncio.create_task(wait(job(3, "realtime", 2.0))),
+        ]
+        await asyncio.sleep(0)  # let both queue behind the first
+        assert d.queued == 2 and d.queued_by_tier() == {"flex": 1, "realtime": 1}
+        d.release(first)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == [3, 2]  # realtime came last, went first
+
+
+def test_a_cancelled_waiter_leaves_the_queue_and_places_are_not_lost() -> None:
+    async def scenario() -> None:
+        d = Dispatcher([slot(0, 1)], POLICIES["fcfs"], "least_load")
+        held = await d.acquire(job(1, "flex"))
+        waiter = asyncio.create_task(d.acquire(job(2, "flex")))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        d.release(held)
+        again = await asyncio.wait_for(d.acquire(job(3, "flex")), 1)
+        assert again.replica.free == 0 and d.queued == 0
+
+    asyncio.run(scenario())
+
+
+def test_value_pauses_cheap_work_for_paying_work_only_where_it_can_resume() -> None:
+    async def scenario() -> None:
+        fixed, resumable = slot(0, 1, resumes=False), slot(1, 1, resumes=True)
+        d = Dispatcher([fixed, resumable], POLICIES["value"], "least_load")
+        a, b = await d.acquire(job(1, "flex")), await d.acquire(job(2, "flex"))
+        paying = asyncio.create_task(d.acquire(job(3, "realtime")))
+        await asyncio.sleep(0)
+        leases = {a.replica.index: a, b.replica.index: b}
+        assert leases[1].preempt.is_set() and not leases[0].preempt.is_set()
+        d.release(leases[1])  # the paused request gives its place back
+        lease = await asyncio.wait_for(paying, 1)
+        assert lease.replica is resumable and d.preemptions == 1
+
+    asyncio.run(scenario())
+
+
+def test_engine_load_from_elsewhere_steers_routing() -> None:
+    quiet, busy = slot(0, 4), slot(1, 4)
+    busy.engine_load = Load(running=6, waiting=10, kv_usage=0.9)  # other clients' requests
+    assert busy.load().outstanding_tokens > quiet.load().outstanding_tokens
+
+    async def scenario() -> int:
+        d = Dispatcher([busy, quiet], POLICIES["fcfs"], "least_load")
+        return (await d.acquire(job(1, "flex"))).replica.index
+
+    assert asyncio.run(scenario()) == 0
