@@ -131,15 +131,18 @@ def report(
     catalog: CatalogFile = None,
 ) -> None:
     """The factory's P&L: tokens, revenue, cost, idle cost, profit, per tier/tenant/replica."""
-    from tokenfactory.gateway.runtime import replica_cost
+    from tokenfactory.gateway.runtime import replica_cost, with_energy
 
     cat = load_catalog(catalog)
     factory = load_factory(config, cat)
-    rates = {r.name: replica_cost(r, cat).usd_per_s for r in factory.replicas}
+    costs = {r.name: replica_cost(r, cat) for r in factory.replicas}
+    rates = {name: c.usd_per_s for name, c in costs.items()}
     ledger = Ledger(database or factory.server.database)
     ledger.migrate()
     until = datetime.now(UTC)
-    pnl = ledger.pnl(None if since is None else _since(since, until), until, rates)
+    pnl = with_energy(
+        ledger.pnl(None if since is None else _since(since, until), until, rates), costs
+    )
     ledger.close()
     if as_json:
         print(json.dumps(pnl, indent=2, default=render_floor.plain))

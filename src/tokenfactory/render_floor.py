@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tokenfactory.ledger import KeyRecord, Pnl
+from tokenfactory.ledger import KeyRecord
 
 
 def plain(value: object) -> object:
@@ -52,7 +52,7 @@ def keys(out: Console, records: list[KeyRecord]) -> None:
     out.print(table)
 
 
-def pnl(out: Console, p: Pnl) -> None:
+def pnl(out: Console, p: dict[str, Any]) -> None:
     """The totals, then per tier, tenant and replica."""
     t = p["tokens"]
     out.print(
@@ -60,7 +60,8 @@ def pnl(out: Console, p: Pnl) -> None:
         f"revenue ${p['revenue_usd']:.4f}, cost ${p['cost_usd']:.4f}, "
         f"idle ${p['idle_cost_usd']:.4f}, "
         f"profit ${p['profit_usd']:.4f}, margin {_pct(p['margin'])}, "
-        f"cost per 1M tokens {_usd(p['cost_per_million_tokens'])}",
+        f"cost per 1M tokens {_usd(p['cost_per_million_tokens'])}, "
+        f"tokens per joule {_number(p['tokens_per_joule'])}",
         highlight=False,
     )
     for title, rows in (
@@ -80,6 +81,10 @@ def pnl(out: Console, p: Pnl) -> None:
                 f"{r['profit_usd']:.4f}",
             )
         out.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _pct(value: Decimal | None) -> str:

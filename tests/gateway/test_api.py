@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import httpx
 import openai
 import pytest
 from floor_helpers import ADMIN, MakeGateway
+
+from tokenfactory.cli import main
 
 
 def client(gw, key: str) -> openai.OpenAI:  # type: ignore[no-untyped-def]
@@ -80,5 +85,42 @@ def test_pnl_needs_the_admin_key_and_matches_the_ledger(
     events = gw.ledger.events()
     assert body["revenue_usd"] == pytest.approx(sum(e.revenue_micros for e in events) / 1e6)
     assert body["per_replica"]["twin-0"]["tokens"]["output"] == 21
+    # Energy: the H100's grid power over the window, idle most of it; tokens per joule.
+    assert 0 < body["energy_kwh"] < 1.73 * body["window"]["seconds"] / 3600
+    assert body["tokens_per_joule"] == pytest.approx(21 / (body["energy_kwh"] * 3.6e6))
     metrics = httpx.get(gw.url + "/metrics").text
     assert 'gen_ai_client_token_usage_total{kind="output",tier="standard"} 21.0' in metrics
+
+
+def test_report_command_prints_the_books_as_json(
+    twin: str,
+    make_gateway: MakeGateway,
+    tmp_path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    database = f"sqlite:///{tmp_path / 'books.db'}"
+    gw = make_gateway([twin], database=database)
+    c = client(gw, gw.key("acme"))
+    c.completions.create(model="llama-3.1-8b", prompt="for the books", max_tokens=6)
+    factory = tmp_path / "factory-0.toml"  # the file the gateway was built from
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["tokenfactory", "report", "--json", "--config", str(factory), "--database", database],
+    )
+    main()
+    report = json.loads(capsys.readouterr().out)
+    for field in (
+        "tokens",
+        "revenue_usd",
+        "cost_usd",
+        "idle_cost_usd",
+        "profit_usd",
+        "per_tier",
+        "per_tenant",
+        "per_replica",
+        "tokens_per_joule",
+    ):
+        assert field in report
+    assert report["tokens"]["output"] == 6 and list(report["per_tenant"]) == ["acme"]

@@ -99,9 +99,7 @@ def create_app(floor: Floor) -> FastAPI:
         admin(request)
         until = datetime.now(UTC)
         since = until - timedelta(seconds=_window_s(window))
-        report = await anyio.to_thread.run_sync(
-            lambda: floor.ledger.pnl(since, until, floor.cost_rates())
-        )
+        report = await anyio.to_thread.run_sync(lambda: floor.pnl(since, until))
         return JSONResponse(json.loads(json.dumps(report, default=_plain)))
 
     @app.get("/metrics")

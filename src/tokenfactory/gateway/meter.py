@@ -29,6 +29,15 @@ class ReplicaCost:
     usd_per_s: Decimal
     max_concurrency: int
     perf: PerfModel | None = None
+    idle_kw: float | None = None  # grid power of the replica's GPUs idle and fully busy;
+    busy_kw: float | None = None  # None for a host without a catalog GPU
+
+    def kwh(self, busy_s: float, window_s: float) -> float | None:
+        """Energy drawn over a window in which it was busy `busy_s` seconds."""
+        if self.idle_kw is None or self.busy_kw is None or window_s <= 0:
+            return None
+        share = min(1.0, busy_s / window_s)
+        return (self.idle_kw + (self.busy_kw - self.idle_kw) * share) * window_s / 3600
 
     def work_s(self, result: Result, prompt_tokens: int) -> float:
         """Seconds of replica time the request cost."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from tokenfactory.catalog import Catalog, Model
 from tokenfactory.config.factory import FactoryFile, ReplicaSpec
@@ -18,7 +20,7 @@ from tokenfactory.economics.query import resolve_hardware
 from tokenfactory.engines.base import Engine
 from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
 from tokenfactory.gateway.meter import ReplicaCost
-from tokenfactory.ledger import Ledger
+from tokenfactory.ledger import Ledger, Pnl
 from tokenfactory.perf.efficiency import efficiency_for
 from tokenfactory.perf.model import Deployment, PerfModel
 from tokenfactory.sched import POLICIES, TierRule
@@ -54,6 +56,25 @@ class Floor:
     def cost_rates(self) -> dict[str, Decimal]:
         """Each replica's cost in dollars per second, for the P&L."""
         return {name: c.usd_per_s for name, c in self.costs.items()}
+
+    def pnl(self, since: datetime | None, until: datetime) -> dict[str, Any]:
+        """The ledger's P&L with the energy the replicas drew and tokens per joule."""
+        return with_energy(self.ledger.pnl(since, until, self.cost_rates()), self.costs)
+
+
+def with_energy(pnl: Pnl, costs: dict[str, ReplicaCost]) -> dict[str, Any]:
+    """Add `energy_kwh` and `tokens_per_joule` (output tokens) where replicas have GPUs."""
+    window = float(pnl["window"]["seconds"])
+    drawn = [
+        c.kwh(pnl["per_replica"][name]["busy_s"] if name in pnl["per_replica"] else 0.0, window)
+        for name, c in costs.items()
+    ]
+    known = [kwh for kwh in drawn if kwh is not None]
+    kwh = sum(known) if known else None
+    out: dict[str, Any] = dict(pnl)
+    out["energy_kwh"] = kwh
+    out["tokens_per_joule"] = pnl["tokens"]["output"] / (kwh * 3.6e6) if kwh else None
+    return out
 
 
 def build_floor(factory: FactoryFile, catalog: Catalog, database: str | None = None) -> Floor:
@@ -134,7 +155,15 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
     )
     deployment = Deployment(catalog.model(spec.model), gpu, spec.precision, spec.tensor_parallel)
     perf = PerfModel(deployment, efficiency_for(_PERF_KIND[spec.engine]))
-    return ReplicaCost(spec.name, per_hour / 3600, spec.max_concurrency, perf)
+    power = hardware.power
+    return ReplicaCost(
+        spec.name,
+        per_hour / 3600,
+        spec.max_concurrency,
+        perf,
+        idle_kw=power.facility_kw(0.0) * spec.gpus,
+        busy_kw=power.facility_kw(1.0) * spec.gpus,
+    )
 
 
 def _list_prices(factory: FactoryFile, model: Model) -> Prices:
