@@ -153,7 +153,7 @@ def test_defaults_fill_what_is_not_written(catalog: Catalog) -> None:
     e = s.engine
     # batching knobs left out stay None: the engine kind's catalog defaults apply later
     assert (e.max_num_seqs, e.max_batched_tokens, e.chunked_prefill) == (None, None, None)
-    assert (e.block_size, e.gpu_memory_utilization, e.kv_precision) == (None, 0.9, None)
+    assert (e.block_size, e.gpu_memory_utilization, e.kv_precision) == (None, None, None)
     assert s.kv_precision == "bf16"
     assert (s.workload.arrival, s.workload.seed, s.workload.trace) == ("offline", 0, None)
     assert s.workload.tier_shares() == {"standard": 1.0}

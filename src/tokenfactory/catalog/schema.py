@@ -115,6 +115,8 @@ class Engine(Row):
     max_batched_tokens: int = Field(gt=0)
     chunked_prefill: bool
     block_size: int = Field(gt=0)
+    kv_memory: float = Field(gt=0, le=1)  # share of memory the engine gives the KV cache
+    kv_memory_of: Literal["total", "free"]  # of all HBM, or of what the weights leave
 
 
 class Energy(BaseModel):

@@ -52,7 +52,7 @@ class EngineSpec(Table):
     max_batched_tokens: int | None = Field(default=None, gt=0)
     chunked_prefill: bool | None = None
     block_size: int | None = Field(default=None, gt=0)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)  # engine's default
     kv_precision: Precision | None = None
 
 

@@ -24,6 +24,7 @@ from tokenfactory.catalog.schema import PRECISIONS
 from tokenfactory.errors import BadInput
 from tokenfactory.perf.efficiency import efficiency_for
 from tokenfactory.perf.model import Deployment, Efficiency, PerfModel
+from tokenfactory.perf.model import deployment as perf_deployment
 from tokenfactory.sched import POLICIES, Job, TierRule
 from tokenfactory.sim.realtime import RealtimeEnvironment
 from tokenfactory.sim.replica import EngineLimits, Replica, Seq
@@ -67,7 +68,7 @@ def twin_setup(
     if max_batched_tokens is not None and max_batched_tokens < 1:
         raise BadInput("--max-batched-tokens must be at least 1", param="--max-batched-tokens")
     kind = catalog.engine(engine)
-    deployment = Deployment(catalog.model(model), catalog.gpu(gpu), precision, tensor_parallel)
+    deployment = perf_deployment(catalog, model, gpu, precision, tensor_parallel, engine)
     efficiency = efficiency_for(engine)
     if not PerfModel(deployment, efficiency).fits():
         raise BadInput(

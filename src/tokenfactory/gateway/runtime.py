@@ -22,7 +22,8 @@ from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
 from tokenfactory.gateway.meter import ReplicaCost
 from tokenfactory.ledger import Ledger, Pnl
 from tokenfactory.perf.efficiency import efficiency_for
-from tokenfactory.perf.model import Deployment, PerfModel
+from tokenfactory.perf.model import PerfModel
+from tokenfactory.perf.model import deployment as perf_deployment
 from tokenfactory.sched import POLICIES, TierRule
 from tokenfactory.sched.job import TIER_ORDER
 from tokenfactory.sim.build import tier_rule
@@ -153,7 +154,14 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
         if spec.cost_per_hour is not None
         else hardware.cost_per_gpu_hour(1.0) * spec.gpus
     )
-    deployment = Deployment(catalog.model(spec.model), gpu, spec.precision, spec.tensor_parallel)
+    deployment = perf_deployment(
+        catalog,
+        spec.model,
+        spec.gpu,
+        spec.precision,
+        spec.tensor_parallel,
+        _PERF_KIND[spec.engine],
+    )
     perf = PerfModel(deployment, efficiency_for(_PERF_KIND[spec.engine]))
     power = hardware.power
     return ReplicaCost(

@@ -20,8 +20,9 @@ GPUs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from tokenfactory.catalog import Gpu, Model, Precision
+from tokenfactory.catalog import Catalog, Gpu, Model, Precision
 from tokenfactory.catalog.schema import BYTES_PER_PARAM
 from tokenfactory.perf.shape import active_params, kv_elements_per_token, total_params
 
@@ -50,6 +51,7 @@ class Deployment:
     tensor_parallel: int = 1
     kv_precision: Precision | None = None
     memory_utilization: float = 0.9
+    memory_of: Literal["total", "free"] = "total"  # vLLM's share of all HBM; TRT-LLM's of free
 
     @property
     def kv_bytes_per_element(self) -> float:
@@ -110,9 +112,13 @@ class PerfModel:
         )
         self._allreduce_fixed_s = 0.0 if tp == 1 else 2 * m.layers * ALLREDUCE_LATENCY_S
         self._layers = m.layers
-        free = g.hbm_gb * 1e9 * (d.memory_utilization - MEMORY_RESERVE)
         self.weight_bytes_per_gpu = total_params(m) * bpp / tp
-        self.kv_capacity_tokens = max(0, int((free - self.weight_bytes_per_gpu) / kv_per_gpu))
+        hbm, weights = g.hbm_gb * 1e9, self.weight_bytes_per_gpu
+        if d.memory_of == "free":  # a share of what the weights and workspace leave
+            kv_bytes = (hbm * (1 - MEMORY_RESERVE) - weights) * d.memory_utilization
+        else:  # a share of the whole GPU, weights included
+            kv_bytes = hbm * (d.memory_utilization - MEMORY_RESERVE) - weights
+        self.kv_capacity_tokens = max(0, int(kv_bytes / kv_per_gpu))
 
     def step_time(self, b: Batch) -> float:
         """Seconds one engine step takes for this batch."""
@@ -185,3 +191,26 @@ def _kv_per_gpu_elements(m: Model, tp: int, context: int) -> float:
     if m.attention == "mla":
         return per_token
     return per_token * max(1, m.kv_heads // tp) / m.kv_heads
+
+
+def deployment(
+    catalog: Catalog,
+    model: str,
+    gpu: str,
+    precision: Precision,
+    tensor_parallel: int,
+    engine: str,
+    kv_precision: Precision | None = None,
+    memory_utilization: float | None = None,
+) -> Deployment:
+    """A deployment with the engine kind's memory split from the catalog."""
+    kind = catalog.engine(engine)
+    return Deployment(
+        catalog.model(model),
+        catalog.gpu(gpu),
+        precision,
+        tensor_parallel,
+        kv_precision,
+        memory_utilization if memory_utilization is not None else kind.kv_memory,
+        kind.kv_memory_of,
+    )

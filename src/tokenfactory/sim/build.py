@@ -15,7 +15,8 @@ from tokenfactory.config.scenario import Scenario
 from tokenfactory.economics.hardware import Owned
 from tokenfactory.economics.query import Filled, resolve_hardware
 from tokenfactory.perf.efficiency import efficiency_for
-from tokenfactory.perf.model import Deployment, PerfModel
+from tokenfactory.perf.model import PerfModel
+from tokenfactory.perf.model import deployment as perf_deployment
 from tokenfactory.sched import TierRule
 from tokenfactory.sched.job import TIER_ORDER
 from tokenfactory.sim.fleet import TierPrice
@@ -43,11 +44,13 @@ def build(
     """The simulation a scenario describes, and the cost inputs the catalog filled in."""
     s = loaded.scenario
     engine = catalog.engine(s.engine.kind)
-    deployment = Deployment(
-        catalog.model(s.model.name),
-        catalog.gpu(s.hardware.gpu),
+    deployment = perf_deployment(
+        catalog,
+        s.model.name,
+        s.hardware.gpu,
         s.model.precision,
         s.engine.tensor_parallel,
+        s.engine.kind,
         s.kv_precision,
         s.engine.gpu_memory_utilization,
     )
@@ -55,7 +58,7 @@ def build(
     perf = PerfModel(deployment, efficiency)
     if not perf.fits():
         need = perf.weight_bytes_per_gpu / 1e9
-        have = deployment.gpu.hbm_gb * s.engine.gpu_memory_utilization
+        have = deployment.gpu.hbm_gb * deployment.memory_utilization
         raise loaded.error(
             "engine",
             "tensor_parallel",

@@ -18,7 +18,8 @@ import numpy as np
 from tokenfactory.catalog import Catalog
 from tokenfactory.catalog.schema import Precision
 from tokenfactory.perf.measurements import Measurement
-from tokenfactory.perf.model import Deployment, Efficiency
+from tokenfactory.perf.model import Efficiency
+from tokenfactory.perf.model import deployment as perf_deployment
 from tokenfactory.sim.replica import EngineLimits
 from tokenfactory.sim.run import NO_COST, NO_PRICES, UNBOUNDED_TIERS, Setup, simulate
 from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offline, poisson
@@ -62,9 +63,7 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         block_size=engine.block_size,
     )
     precision: Precision = m.precision  # type: ignore[assignment]
-    deployment = Deployment(
-        catalog.model(m.model), catalog.gpu(m.gpu), precision, m.tensor_parallel
-    )
+    deployment = perf_deployment(catalog, m.model, m.gpu, precision, m.tensor_parallel, m.engine)
     replicas = m.gpus // m.tensor_parallel
     inputs: Length
     outputs: Length

@@ -23,7 +23,8 @@ from tokenfactory.config import LoadedScenario, Located, load_scenario_text
 from tokenfactory.config.scenario import HardwareSpec, Policy, Table
 from tokenfactory.errors import ConfigError, UnknownId
 from tokenfactory.perf.efficiency import efficiency_for
-from tokenfactory.perf.model import Deployment, PerfModel
+from tokenfactory.perf.model import PerfModel
+from tokenfactory.perf.model import deployment as perf_deployment
 from tokenfactory.sim.build import build
 from tokenfactory.sim.run import simulate
 
@@ -188,8 +189,16 @@ def _without(text: str, data: dict[str, Any], name: str) -> str:
 def fits(demand: Demand, catalog: Catalog, gpu: str, tp: int) -> bool:
     """Whether the model's weights leave room for KV cache on `tp` GPUs of this kind."""
     s = demand.loaded.scenario
-    model, memory = catalog.model(s.model.name), s.engine.gpu_memory_utilization
-    d = Deployment(model, catalog.gpu(gpu), s.model.precision, tp, s.kv_precision, memory)
+    d = perf_deployment(
+        catalog,
+        s.model.name,
+        gpu,
+        s.model.precision,
+        tp,
+        s.engine.kind,
+        s.kv_precision,
+        s.engine.gpu_memory_utilization,
+    )
     return PerfModel(d, efficiency_for(s.engine.kind)).fits()
 
 
