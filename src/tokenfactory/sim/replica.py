@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from tokenfactory.perf.model import Batch, PerfModel
@@ -103,7 +103,8 @@ class Replica:
         self.decode_context = 0  # sum of context lengths of decoding sequences at D
         self.kv_used = 0.0
         self.slack = (limits.block_size - 1) / 2  # a sequence's half-filled last block
-        self.cache: OrderedDict[int, int] = OrderedDict()  # session -> cached tokens (LRU)
+        # session (or a paused sequence) -> cached tokens, least recently used first
+        self.cache: OrderedDict[Hashable, int] = OrderedDict()
         self.cached_tokens = 0
         self.run: _Run | None = None
         self._runs = 0  # every scheduled end carries its run's number; stale ends are ignored
@@ -257,13 +258,15 @@ class Replica:
                 return True
             heapq.heappop(self.waiting)
             self.queued_tokens -= seq.prompt - seq.prefilled
-            self._use_cache(seq)
+            taken = self._use_cache(seq)
             chunk = self._chunk(seq, budget)
             if chunk == 0:  # the cache hit left no room for a chunk: give it back, retry later
-                self.kv_used -= seq.cached
-                seq.prefilled -= seq.cached
-                self._remember(seq.req.session, seq.cached)
-                seq.cached = 0
+                if taken is not None:
+                    key, hit = taken
+                    self.kv_used -= hit
+                    seq.prefilled -= hit
+                    seq.cached = 0
+                    self._remember(key, hit)
                 self._enqueue(seq)
                 return True
             seq.chunk = chunk
@@ -395,33 +398,46 @@ class Replica:
             self.finishing = [f for f in self.finishing if f[2] is not seq]
             heapq.heapify(self.finishing)
         else:
+            context = seq.prefilled
             self.prefilling.remove(seq)
             self.kv_used -= seq.prefilled + self.slack
         seq.prompt = seq.req.input_tokens + seq.gen
         seq.prefilled = 0
         seq.preemptions += 1
         self.preemptions += 1
+        # Its blocks go back to the prefix cache: resuming soon re-reads, not recomputes.
+        self._remember(("paused", seq.job.id), context)
         self._enqueue(seq)
 
-    def _use_cache(self, seq: Seq) -> None:
-        """Skip the prompt tokens a session's cached context already covers."""
-        session = seq.req.session
-        if session is None or seq.preemptions or session not in self.cache:
-            return
-        tokens = self.cache.pop(session)
+    def _use_cache(self, seq: Seq) -> tuple[Hashable, int] | None:
+        """Skip the prompt tokens the prefix cache holds: a session's earlier context or,
+        for a paused sequence, its own context before the pause. Returns what it took."""
+        key: Hashable
+        if seq.preemptions:
+            key, limit = ("paused", seq.job.id), seq.prompt - 1
+        elif seq.req.session is not None:
+            key, limit = seq.req.session, min(seq.req.prefix_tokens, seq.prompt - 1)
+        else:
+            return None
+        if key not in self.cache:
+            return None
+        tokens = self.cache.pop(key)
         self.cached_tokens -= tokens
-        hit = min(tokens, seq.req.prefix_tokens, seq.prompt - 1)
-        seq.cached = hit
+        hit = min(tokens, limit)
+        if not seq.preemptions:
+            seq.cached = hit  # the client's cached input (a resume is the factory's own)
         seq.prefilled = hit
         self.kv_used += hit
+        return key, hit
 
-    def _remember(self, session: int | None, tokens: int) -> None:
-        """Keep a finished session's context in free KV, evicting the least recent."""
-        if session is None:
+    def _remember(self, key: Hashable | None, tokens: int) -> None:
+        """Keep a context (a session's, or a paused sequence's) in free KV, evicting the
+        least recently used."""
+        if key is None:
             return
-        old = self.cache.pop(session, 0)
+        old = self.cache.pop(key, 0)
         self.cached_tokens += tokens - old
-        self.cache[session] = tokens
+        self.cache[key] = tokens
         free = self.capacity - self.kv_used
         while self.cache and self.cached_tokens > free:
             _, evicted = self.cache.popitem(last=False)
