@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from tokenfactory.catalog import Catalog
-from tokenfactory.cli import main
 from tokenfactory.config import load_scenario
 from tokenfactory.errors import ConfigError
 from tokenfactory.sim.build import build
@@ -34,28 +31,6 @@ input_tokens = 512
 output_tokens = 128
 """
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def invoke(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["tokenfactory", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
 
 
 @pytest.fixture

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tokenfactory.catalog import Catalog
-from tokenfactory.cli import main
 from tokenfactory.errors import ConfigError
 from tokenfactory.render_plan import reason
 from tokenfactory.sim.plan import Plan, _smallest, load_demand, search
@@ -51,28 +48,6 @@ tier = "standard"
 share = 0.7
 """
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def invoke(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["tokenfactory", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
 
 
 def write(tmp_path: Path, text: str) -> Path:
