@@ -32,8 +32,7 @@ class Result:
     prompt_tokens: int | None = None
     cached_tokens: int = 0
     output_tokens: int = 0
-    replica: str = ""
-    replicas: list[str] = field(default_factory=list)
+    replica: str = ""  # the last replica it ran on
     queued_s: float = 0.0
     ttft_s: float | None = None
     engine_s: float = 0.0  # seconds it held a place on a replica, over all attempts
@@ -51,7 +50,6 @@ class Run:
     session: str | None = None
     result: Result = field(default_factory=Result)
     arrived: float = field(default_factory=time.monotonic)
-    last_token_at: float | None = None
 
     async def stream(self) -> AsyncGenerator[str, None]:
         """Generated text as it comes; ends when the request is done or fails."""
@@ -59,14 +57,13 @@ class Run:
         wanted = self.request.max_tokens
         try:
             while True:
+                remaining = None if wanted is None else wanted - r.output_tokens
+                if remaining is not None and remaining <= 0:
+                    return  # paused after its last token (engines may overrun on UTF-8)
                 queued_at = time.monotonic()
                 lease = await self.dispatcher.acquire(self.job, self.session)
                 r.queued_s += time.monotonic() - queued_at
                 r.replica = lease.replica.name
-                r.replicas.append(lease.replica.name)
-                remaining = None if wanted is None else wanted - r.output_tokens
-                if remaining is not None and remaining <= 0:
-                    return  # paused after its last token (engines may overrun on UTF-8)
                 attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
                 async for piece in self._attempt(lease, attempt):
                     yield piece
@@ -96,7 +93,6 @@ class Run:
                     now = time.monotonic()
                     if r.ttft_s is None:
                         r.ttft_s = now - self.arrived
-                    self.last_token_at = now
                     text += item.text
                     r.text += item.text
                     pieces += 1
