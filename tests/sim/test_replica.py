@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from tokenfactory.perf.model import Batch, PerfModel
-from tokenfactory.sched import POLICIES
-from tokenfactory.sim.clock import Environment
-from tokenfactory.sim.fleet import Fleet, Outcome
+from tokenfactory.sim.fleet import Outcome
 from tokenfactory.sim.replica import EngineLimits
-from tokenfactory.sim.run import Setup, simulate
+from tokenfactory.sim.run import Setup, simulate, start
 from tokenfactory.workload import (
     ChatSessions,
     Composite,
@@ -273,24 +271,6 @@ def test_a_turn_whose_cache_hit_cannot_start_gives_the_kv_back(make_setup, make_
     assert sorted(status.values()) == ["abandoned", "ok", "ok"]
 
 
-def run_fleet(setup: Setup) -> tuple[Environment, Fleet]:
-    env = Environment()
-    perf = PerfModel(setup.deployment, setup.efficiency)
-    fleet = Fleet(
-        env,
-        perf,
-        setup.limits,
-        setup.replicas,
-        setup.workload,
-        setup.tiers,
-        setup.prices,
-        POLICIES[setup.policy],
-        setup.router,
-    )
-    fleet.start()
-    return env, fleet
-
-
 def poisson_setup(make_setup, seed: int, policy: str = "fcfs") -> Setup:
     rng = np.random.default_rng(seed)
     mix = TierMix((("realtime", 0.3), ("standard", 0.4), ("flex", 0.3)))
@@ -314,8 +294,8 @@ def test_the_same_seed_gives_the_same_outcomes(make_setup) -> None:
 def test_two_simulations_interleaved_in_one_process_share_nothing(make_setup) -> None:
     alone_a = ends(simulate(poisson_setup(make_setup, 1)).fleet.outcomes)
     alone_b = ends(simulate(poisson_setup(make_setup, 2, "value")).fleet.outcomes)
-    env_a, fleet_a = run_fleet(poisson_setup(make_setup, 1))
-    env_b, fleet_b = run_fleet(poisson_setup(make_setup, 2, "value"))
+    env_a, fleet_a = start(poisson_setup(make_setup, 1))
+    env_b, fleet_b = start(poisson_setup(make_setup, 2, "value"))
     going = [True, True]
     while any(going):
         going = [env_a.step() if going[0] else False, env_b.step() if going[1] else False]

@@ -47,13 +47,12 @@ class Result:
     fleet: Fleet
 
 
-def simulate(setup: Setup, until: float = float("inf")) -> Result:
-    """Run the workload on the fleet until it is served (or `until` seconds)."""
-    perf = PerfModel(setup.deployment, setup.efficiency)
+def start(setup: Setup) -> tuple[Environment, Fleet]:
+    """The fleet of a setup with its first arrivals scheduled, ready to step."""
     env = Environment()
     fleet = Fleet(
         env,
-        perf,
+        PerfModel(setup.deployment, setup.efficiency),
         setup.limits,
         setup.replicas,
         setup.workload,
@@ -63,6 +62,12 @@ def simulate(setup: Setup, until: float = float("inf")) -> Result:
         setup.router,
     )
     fleet.start()
+    return env, fleet
+
+
+def simulate(setup: Setup, until: float = float("inf")) -> Result:
+    """Run the workload on the fleet until it is served (or `until` seconds)."""
+    env, fleet = start(setup)
     env.run(until)
     duration = max((o.end_s for o in fleet.outcomes), default=0.0)
     busy = sum(r.busy_s for r in fleet.replicas)

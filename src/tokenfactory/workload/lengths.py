@@ -8,6 +8,7 @@ bounds), `sample_float(rng, n)` (the same draw unrounded, for seconds such as th
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,7 +50,7 @@ def _positive(name: str, key: str, value: float) -> None:
     _check(math.isfinite(value) and value > 0, f"{name}: {key} must be > 0, got {value}")
 
 
-class _Clipped:
+class _Clipped(ABC):
     """Shared sampling: one vectorised float draw per call, clipped to [low, high]."""
 
     __slots__ = ()
@@ -66,8 +67,9 @@ class _Clipped:
         """Largest value a sample can take."""
         return float(self.max)
 
+    @abstractmethod
     def _draw(self, rng: np.random.Generator, n: int) -> FloatArray:
-        raise NotImplementedError
+        """`n` raw draws of the distribution, before clipping."""
 
     def sample_float(self, rng: np.random.Generator, n: int) -> FloatArray:
         """`n` draws, clipped to [low, high]."""
