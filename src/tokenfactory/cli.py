@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import Abort, TyperException
 
-from tokenfactory import cli_floor, render, render_plan, render_sim
+from tokenfactory import cli_floor, render, render_plan, render_sim, report_files
 from tokenfactory.catalog import load_catalog
 from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
@@ -31,6 +31,7 @@ from tokenfactory.sim.frontier import sweep as sweep_frontier
 from tokenfactory.sim.plan import load_demand
 from tokenfactory.sim.plan import search as search_fleets
 from tokenfactory.sim.run import simulate as run_simulation
+from tokenfactory.sim.tier_pnl import with_tier_costs
 
 app = typer.Typer(
     help="Run an AI inference fleet as a token factory: plan it, serve it, keep its books.",
@@ -152,6 +153,10 @@ def simulate(
         str | None, typer.Option(help="fcfs | priority | value (default: the file's).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the file's).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write summary.json, PNG charts and report.html into."),
+    ] = None,
     catalog: CatalogFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -160,12 +165,19 @@ def simulate(
     if policy is not None and policy not in POLICIES:
         raise UnknownId("policy", policy, POLICIES, param="--policy")
     setup, _ = build(load_scenario(scenario, cat), cat, policy=policy, seed=seed)
-    summary = run_simulation(setup).summary
+    if out is not None:
+        report_files.check_out(out)
+    result = run_simulation(setup)
+    summary = with_tier_costs(result.summary, result.fleet.outcomes, setup.replicas)
+    title = f"{scenario.name}: {setup.replicas} replica(s), policy {setup.policy}"
     if as_json:
         _print_json(summary)
     else:
-        title = f"{scenario.name}: {setup.replicas} replica(s), policy {setup.policy}"
         render_sim.simulation(_out(), summary, title)
+    if out is not None:
+        files = report_files.write_simulation(out, summary, result.fleet.outcomes, setup, title)
+        for path in files:
+            print(f"wrote {path}", file=sys.stderr)
 
 
 @app.command()
@@ -255,20 +267,25 @@ def plan(
         Path, typer.Argument(help="Demand TOML: a scenario with [search] instead of [hardware].")
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Folder to write plan.json and plan.png into.")
+        Path | None,
+        typer.Option(help="Folder to write plan.json, PNG charts and report.html into."),
     ] = None,
     catalog: CatalogFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search GPU kinds, counts, tensor parallel and policies for the most profitable fleet."""
     cat = load_catalog(catalog)
-    result = search_fleets(load_demand(demand, cat), cat)
+    wanted = load_demand(demand, cat)
+    if out is not None:
+        report_files.check_out(out)
+    result = search_fleets(wanted, cat)
     if as_json:
         _print_json(render_plan.plan_json(result))
     else:
         render_plan.plan_tables(_out(), result)
-    for path in render_plan.write_plan(out, result) if out else []:
-        print(f"wrote {path}", file=sys.stderr)
+    if out is not None:
+        for path in report_files.write_plan(out, wanted, cat, result, f"Plan: {demand.name}"):
+            print(f"wrote {path}", file=sys.stderr)
 
 
 @app.command()

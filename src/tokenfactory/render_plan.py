@@ -1,28 +1,22 @@
-"""The frontier and the plan as people see them: Rich tables, a reason in words, PNG charts.
-
-Charts use matplotlib's object API (a `Figure` per chart, Agg canvas), never pyplot's
-global state, so nothing needs a display or closing.
-"""
+"""The frontier and the plan as people see them: Rich tables, a reason in words, files."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Column, Table
 
+from tokenfactory import render_charts as charts
 from tokenfactory.config.scenario import Scenario
 from tokenfactory.sim.frontier import Frontier
 from tokenfactory.sim.plan import Candidate, Plan
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 TOP_ROWS = 15  # candidates shown in the table and the chart; --json has them all
+TOP_MISSES = 5  # closest misses shown in the chart after them
 
 
 def frontier_title(s: Scenario) -> str:
@@ -56,45 +50,9 @@ def frontier_table(out: Console, f: Frontier, title: str) -> None:
 def write_frontier(folder: Path, f: Frontier, title: str) -> list[Path]:
     """Write frontier.json and frontier.png into `folder` (made if missing)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data, chart = folder / "frontier.json", folder / "frontier.png"
+    data = folder / "frontier.json"
     data.write_text(json.dumps(f.to_json(), indent=2) + "\n")
-    fig = _figure()
-    ax = fig.subplots()
-    shown = [p for p in f.points if p.tokens_per_s_per_user is not None]
-    xs = [p.tokens_per_s_per_user or 0.0 for p in shown]
-    ys = [p.tokens_per_s_per_gpu for p in shown]
-    costs = [
-        math.nan if p.cost_per_million_tokens is None else p.cost_per_million_tokens for p in shown
-    ]
-    from matplotlib.colors import LogNorm  # costs span orders of magnitude across a sweep
-    from matplotlib.ticker import FuncFormatter
-
-    priced = [c for c in costs if c > 0]  # NaN compares false: unpriced points drop out
-    norm = LogNorm(min(priced), max(priced)) if priced else None
-    dots = ax.scatter(xs, ys, c=costs, cmap="viridis_r", norm=norm, s=60, zorder=3)
-    bar = fig.colorbar(dots, ax=ax, label="cost per 1M output tokens ($)")
-    dollars = FuncFormatter(lambda v, _: f"${v:,.3g}")
-    bar.ax.yaxis.set_major_formatter(dollars)
-    bar.ax.yaxis.set_minor_formatter(dollars)
-    front = sorted((f.points[i] for i in f.pareto), key=lambda p: p.tokens_per_s_per_user or 0.0)
-    ax.plot(
-        [p.tokens_per_s_per_user or 0.0 for p in front],
-        [p.tokens_per_s_per_gpu for p in front],
-        color="tab:red",
-        zorder=2,
-        label="Pareto frontier",
-    )
-    for p, x, y in zip(shown, xs, ys, strict=True):
-        ax.annotate(
-            f"{p.concurrency}", (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8
-        )
-    ax.set_xlabel("tokens/s per user (interactivity = 1000 / mean TPOT ms)")
-    ax.set_ylabel("output tokens/s per GPU")
-    ax.set_title(f"{title}\nlabels: concurrent clients", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-    fig.savefig(chart, dpi=120)
-    return [data, chart]
+    return [data, charts.save(charts.frontier(f, title), folder / "frontier.png")]
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -223,32 +181,13 @@ def plan_tables(out: Console, plan: Plan) -> None:
 
 
 def write_plan(folder: Path, plan: Plan) -> list[Path]:
-    """Write plan.json and plan.png (profit per hour of each candidate) into `folder`."""
+    """Write plan.json and plan.png (profit per hour of the best candidates and the closest
+    misses) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    data, chart = folder / "plan.json", folder / "plan.png"
+    data = folder / "plan.json"
     data.write_text(json.dumps(plan_json(plan), indent=2) + "\n")
-    rows = (plan.candidates or plan.misses)[:TOP_ROWS]
-    fig = _figure(height=1.5 + 0.35 * max(len(rows), 1))
-    ax = fig.subplots()
-    colours = ["tab:green" if i == 0 and plan.candidates else "tab:gray" for i in range(len(rows))]
-    ax.barh(
-        [c.name for c in rows][::-1], [c.profit_per_hour for c in rows][::-1], color=colours[::-1]
-    )
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("profit per hour ($/h)")
-    head = (
-        "most profitable first" if plan.candidates else "none meets the objectives: closest misses"
-    )
-    ax.set_title(f"Candidate fleets, {head}", fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.savefig(chart, dpi=120, bbox_inches="tight")
-    return [data, chart]
-
-
-def _figure(height: float = 5.5) -> Figure:
-    from matplotlib.figure import Figure  # imported here: the CLI starts faster without it
-
-    return Figure(figsize=(8.5, height), layout="constrained")
+    chart = charts.candidates(plan.candidates[:TOP_ROWS], plan.misses[:TOP_MISSES])
+    return [data, charts.save(chart, folder / "plan.png")]
 
 
 def _pct(share: float | None) -> float | None:

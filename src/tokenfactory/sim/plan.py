@@ -202,10 +202,8 @@ def fits(demand: Demand, catalog: Catalog, gpu: str, tp: int) -> bool:
     return PerfModel(d, efficiency_for(s.engine.kind)).fits()
 
 
-def evaluate(
-    demand: Demand, catalog: Catalog, gpu: str, gpus: int, tp: int, policy: str
-) -> Candidate:
-    """Simulate the demand on one fleet and judge it against the objectives."""
+def fleet_scenario(demand: Demand, gpu: str, gpus: int, tp: int) -> LoadedScenario:
+    """The demand as a scenario on one fleet: `gpus` GPUs of kind `gpu`, `tp` per replica."""
     loaded = demand.loaded
     s = loaded.scenario
     scenario = s.model_copy(
@@ -214,7 +212,14 @@ def evaluate(
             "engine": s.engine.model_copy(update={"tensor_parallel": tp}),
         }
     )
-    setup, _ = build(LoadedScenario(scenario, loaded.located, loaded.path), catalog, policy)
+    return LoadedScenario(scenario, loaded.located, loaded.path)
+
+
+def evaluate(
+    demand: Demand, catalog: Catalog, gpu: str, gpus: int, tp: int, policy: str
+) -> Candidate:
+    """Simulate the demand on one fleet and judge it against the objectives."""
+    setup, _ = build(fleet_scenario(demand, gpu, gpus, tp), catalog, policy)
     result = simulate(setup)
     r = result.summary
     demand_s = max((o.req.arrival_s for o in result.fleet.outcomes), default=0.0)
