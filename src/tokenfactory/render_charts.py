@@ -134,7 +134,7 @@ def pnl(summary: Mapping[str, Any]) -> Figure:
     ax.legend(loc="best", fontsize=8)
     ax.set_title(
         f"P&L by tier: revenue {_usd(summary['revenue_usd'])}, cost {_usd(summary['cost_usd'])}, "
-        f"profit {_usd(summary['profit_usd'])} (idle: replica time no request used)",
+        f"profit {_usd(summary['profit_usd'])} (idle: replica time no request's work accounts for)",
         fontsize=10,
     )
     return fig
@@ -164,7 +164,7 @@ def candidates(ranked: Sequence[Candidate], misses: Sequence[Candidate]) -> Figu
     legend = [
         Patch(color="tab:green", label="best"),
         Patch(color="tab:blue", label="meets the objectives"),
-        Patch(facecolor="tab:gray", hatch="//", label="misses them"),
+        Patch(facecolor="tab:gray", hatch="//", label="misses them, closest first"),
     ]
     shown = legend if ranked else legend[2:]
     ax.legend(handles=shown, loc="lower right", fontsize=8)
