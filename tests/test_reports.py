@@ -233,6 +233,18 @@ def test_a_missing_out_folder_is_made_with_its_parents(run, tmp_path: Path) -> N
     assert {p.name for p in out.iterdir()} == SIM_FILES
 
 
+def test_plan_out_without_lengths_leaves_the_frontier_out_and_says_why(run, tmp_path: Path) -> None:
+    plain = DEMAND[DEMAND.index("[workload]") :]
+    sessions = "[workload.sessions]\ncount = 8\nrate = 1.0\nturns = 3\nthink_s = 2\n"
+    text = DEMAND.replace(plain, sessions)
+    out = tmp_path / "plan"
+    r = run("plan", str(write(tmp_path, "demand.toml", text)), "--out", str(out))
+    assert r.code == 0, r.err
+    assert {p.name for p in out.iterdir()} == PLAN_FILES - {"frontier.json", "frontier.png"}
+    page = (out / "report.html").read_text()
+    assert "No frontier for the best fleet: " in page and "input_tokens" in page
+    assert '<img src="pnl.png"' in page and "frontier.png" not in page
+
 def test_the_page_escapes_every_value() -> None:
     summary = _tiny_summary()
     page = simulation_page("<b>x</b> & co", summary, [Chart('a".png', "<i>caption</i>")])
@@ -255,17 +267,3 @@ def _tiny_summary() -> dict[str, object]:
         "cost_per_million_tokens": 1.0, "tokens_per_mw": 1.0, "per_tier": {"standard": tier},
     }  # fmt: skip
 
-
-def test_plan_out_without_lengths_leaves_the_frontier_out_and_says_why(
-    run, tmp_path: Path
-) -> None:
-    plain = DEMAND[DEMAND.index("[workload]") :]
-    sessions = "[workload.sessions]\ncount = 8\nrate = 1.0\nturns = 3\nthink_s = 2\n"
-    text = DEMAND.replace(plain, sessions)
-    out = tmp_path / "plan"
-    r = run("plan", str(write(tmp_path, "demand.toml", text)), "--out", str(out))
-    assert r.code == 0, r.err
-    assert {p.name for p in out.iterdir()} == PLAN_FILES - {"frontier.json", "frontier.png"}
-    page = (out / "report.html").read_text()
-    assert "No frontier for the best fleet: " in page and "input_tokens" in page
-    assert '<img src="pnl.png"' in page and "frontier.png" not in page
