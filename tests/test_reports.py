@@ -245,6 +245,7 @@ def test_plan_out_without_lengths_leaves_the_frontier_out_and_says_why(run, tmp_
     assert "No frontier for the best fleet: " in page and "input_tokens" in page
     assert '<img src="pnl.png"' in page and "frontier.png" not in page
 
+
 def test_the_page_escapes_every_value() -> None:
     summary = _tiny_summary()
     page = simulation_page("<b>x</b> & co", summary, [Chart('a".png', "<i>caption</i>")])
@@ -266,4 +267,3 @@ def _tiny_summary() -> dict[str, object]:
         "cost_usd": 0.6, "idle_cost_usd": 0.1, "revenue_usd": 1.0, "profit_usd": 0.4,
         "cost_per_million_tokens": 1.0, "tokens_per_mw": 1.0, "per_tier": {"standard": tier},
     }  # fmt: skip
-
