@@ -73,7 +73,8 @@ def publish(folder: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     except OSError as e:
-        raise BadInput(f"--out {folder}: cannot write ({e.strerror})", param="--out") from None
+        why = e.strerror or e
+        raise BadInput(f"--out {folder}: cannot write ({why})", param="--out") from None
     finally:
         if not done:
             for path in made:  # only the folders this call made, and only if still empty
