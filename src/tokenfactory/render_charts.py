@@ -68,14 +68,15 @@ def latency(summary: Mapping[str, Any], tiers: Mapping[str, TierRule]) -> Figure
             if goal is not None:
                 ax.hlines(goal * 1000, i - 0.45, i + 0.45, colors="black", linestyles="dashed")
         values = [per_tier[n][key][p] for n in names for p in PERCENTILES]
+        values += [goal * 1000 for goal in objectives[key].values() if goal is not None]
         positive = [v for v in values if v > 0]
-        if positive and max(positive) > 50 * min(positive):  # tiers' scales differ by far
+        if positive and max(positive) > 10 * min(positive):  # else the small bars vanish
             ax.set_yscale("log")
         ax.set_xticks(range(len(names)), names)
         ax.set_ylabel(f"{label} (ms)")
         ax.grid(axis="y", alpha=0.3)
     first = fig.axes[0]
-    first.legend(loc="upper left", fontsize=8, ncols=3)
+    first.legend(loc="best", fontsize=8, ncols=3)
     first.set_title("Latency per tier: p50 / p90 / p99 (dashed: the tier's objective)", fontsize=10)
     return fig
 
