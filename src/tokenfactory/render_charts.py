@@ -142,8 +142,7 @@ def pnl(summary: Mapping[str, Any]) -> Figure:
 
 
 def candidates(ranked: Sequence[Candidate], misses: Sequence[Candidate]) -> Figure:
-    """Profit per hour of each fleet, best first: green the best, blue the rest that meet
-    the objectives, grey (hatched) the closest misses."""
+    """Profit per hour per fleet: the best green, others that meet the objectives blue."""
     from matplotlib.patches import Patch
 
     rows = [*ranked, *misses]

@@ -181,8 +181,7 @@ def plan_tables(out: Console, plan: Plan) -> None:
 
 
 def write_plan(folder: Path, plan: Plan) -> list[Path]:
-    """Write plan.json and plan.png (profit per hour of the best candidates and the closest
-    misses) into `folder`."""
+    """Write plan.json and plan.png (the best candidates, then the closest misses)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "plan.json"
     data.write_text(json.dumps(plan_json(plan), indent=2) + "\n")

@@ -94,8 +94,7 @@ def write_simulation(
 def write_plan(
     folder: Path, demand: Demand, catalog: Catalog, plan: Plan, title: str
 ) -> list[Path]:
-    """`plan --out`: plan.json, plan.png and, for the best fleet, summary.json, frontier.json,
-    frontier.png and pnl.png; then report.html."""
+    """`plan --out`: the plan, the best fleet's summary, frontier and P&L, report.html."""
     best = best_fleet(demand, catalog, plan)
     return publish(folder, partial(plan_files, plan, best, title))
 
