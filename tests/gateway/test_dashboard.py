@@ -1,0 +1,161 @@
+"""The dashboard's JSON: admin only, the ledger's numbers for its window, the floor live."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+from dashboard_helpers import drive_traffic, ledger_pnl, usd
+from floor_helpers import ADMIN, MakeGateway, twin_app
+from servers import serving
+
+from tokenfactory.catalog import Catalog
+
+ROUTE = "/v1/factory/dashboard"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def test_the_json_needs_the_admin_key_and_refuses_bad_input_in_openais_shape(
+    twin: str, make_gateway: MakeGateway
+) -> None:
+    gw = make_gateway([twin])
+    tenant = gw.key("acme")
+    cases: list[tuple[dict[str, str], dict[str, Any], int, str, str | None]] = [
+        ({}, {}, 401, "invalid_api_key", None),
+        ({"Authorization": f"Bearer {tenant}"}, {}, 403, "forbidden", None),
+        (ADMIN_HEADERS, {"window": "15x"}, 400, "invalid_value", "window"),
+        (ADMIN_HEADERS, {"window": "0m"}, 400, "invalid_value", "window"),
+        (ADMIN_HEADERS, {"buckets": "0"}, 400, "invalid_value", "buckets"),
+    ]
+    for headers, params, status, code, param in cases:
+        r = httpx.get(gw.url + ROUTE, headers=headers, params=params)
+        assert r.status_code == status, (params, r.text)
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            code,
+            param,
+        ), error
+        assert error["message"]
+    # Nothing was lost: the admin key still gets the (empty) books.
+    ok = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS)
+    assert ok.status_code == 200
+    assert ok.json()["pnl"]["requests"]["total"] == 0
+
+
+def test_the_page_and_its_assets_come_from_the_gateway_alone(
+    twin: str, make_gateway: MakeGateway
+) -> None:
+    gw = make_gateway([twin])
+    page = httpx.get(gw.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(assets) == ["/dashboard/dashboard.css", "/dashboard/dashboard.js"]
+    for path in assets:
+        asset = httpx.get(gw.url + path)
+        assert asset.status_code == 200, path
+        # No URL to anywhere else (the SVG namespace is a name, never fetched).
+        assert re.findall(r"https?://", asset.text) in ([], ["http://"]), path
+
+
+def test_numbers_are_the_ledgers_for_the_same_window(twin: str, make_gateway: MakeGateway) -> None:
+    gw = make_gateway([twin, twin])  # two replicas (over one twin engine)
+    drive_traffic(gw)
+    r = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS, params={"window": "15m", "buckets": 30})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    pnl = ledger_pnl(gw, data["since"], data["until"])
+    got = data["pnl"]
+    for field in ("revenue_usd", "cost_usd", "idle_cost_usd", "profit_usd", "margin"):
+        assert got[field] == usd(pnl[field]), field  # type: ignore[literal-required]
+    assert got["cost_per_million_tokens"] == usd(pnl["cost_per_million_tokens"])
+    assert got["tokens"] == pnl["tokens"] and pnl["tokens"]["output"] > 0
+    assert got["tokens_per_joule"] > 0
+    assert set(got["per_tier"]) == set(pnl["per_tier"]) >= {"standard", "flex"}
+    for tier, s in pnl["per_tier"].items():
+        assert got["per_tier"][tier]["tokens"] == s["tokens"]
+        assert got["per_tier"][tier]["revenue_usd"] == usd(s["revenue_usd"])
+
+    # The series splits the same window: its buckets add up to the P&L.
+    buckets = data["series"]["buckets"]
+    assert len(buckets) == 30
+    for tier, s in pnl["per_tier"].items():
+        for kind in ("input", "output"):
+            summed = sum(b["tokens"].get(tier, {}).get(kind, 0) for b in buckets)
+            assert summed == s["tokens"][kind], (tier, kind)  # type: ignore[literal-required]
+    assert sum(Decimal(b["revenue_usd"]) for b in buckets) == pnl["revenue_usd"]
+    assert sum(Decimal(b["cost_usd"]) for b in buckets) == pnl["cost_usd"]
+
+    # Service levels count attempts by the tier asked for, as the ledger has them.
+    asked = Counter(e.tier_requested for e in gw.ledger.events())
+    assert {t: s["requests"] for t, s in data["service"].items() if s["requests"]} == asked
+    realtime = data["service"]["realtime"]
+    assert realtime["ttft_objective_s"] == 0.45 and realtime["ttft_p99_s"] is not None
+    assert 0 <= realtime["met"] <= realtime["requests"]
+    assert data["service"]["flex"]["attainment"] is None  # best effort: no objective
+
+    tenants = data["top_tenants"]
+    assert {t["tenant"] for t in tenants} == {"acme", "beta"}
+    assert [usd(pnl["per_tenant"][t["tenant"]]["revenue_usd"]) for t in tenants] == [
+        t["revenue_usd"] for t in tenants
+    ]
+    assert Decimal(tenants[0]["revenue_usd"]) >= Decimal(tenants[1]["revenue_usd"])
+    assert [r["name"] for r in data["floor"]["replicas"]] == ["twin-0", "twin-1"]
+    assert data["floor"]["queued"] == 0 and data["batches"] == []
+
+    # The same books as /v1/factory/pnl (which sends money as JSON numbers).
+    plain = httpx.get(gw.url + "/v1/factory/pnl?window=15m", headers=ADMIN_HEADERS).json()
+    assert float(got["revenue_usd"]) == plain["revenue_usd"]
+    assert float(got["cost_usd"]) == plain["cost_usd"]
+    assert got["tokens"] == plain["tokens"]
+
+
+def test_the_floor_is_shown_as_it_is_now(catalog: Catalog, make_gateway: MakeGateway) -> None:
+    # Real time: a flex request of 300 tokens holds its place for about two seconds.
+    with serving(twin_app(catalog, speedup=1.0)) as twin:
+        gw = make_gateway([twin], concurrency=2)
+        key = gw.key("acme")
+        errors: list[BaseException] = []
+
+        def flex() -> None:
+            client = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=120)
+            try:
+                client.chat.completions.create(
+                    model="llama-3.1-8b",
+                    messages=[{"role": "user", "content": "a long flex job"}],
+                    max_tokens=300,
+                    service_tier="flex",
+                )
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=flex) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while True:
+            floor = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS).json()["floor"]
+            replica = floor["replicas"][0]
+            if replica["running"] == 2 and floor["queued_by_tier"]["flex"] == 2:
+                break
+            assert time.monotonic() < deadline, floor
+            time.sleep(0.02)  # polling the gateway's own state, with a deadline
+        assert replica == {
+            "name": "twin-0",
+            "running": 2,
+            "max_concurrency": 2,
+            "healthy": True,
+            "engine_waiting": replica["engine_waiting"],
+        }
+        assert floor["queued_by_tier"] == {"realtime": 0, "standard": 0, "flex": 2, "batch": 0}
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
