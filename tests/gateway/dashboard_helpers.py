@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import openai
-from floor_helpers import Gateway, floors
+from floor_helpers import Gateway, MakeGateway, factory_toml, floors
 
 from tokenfactory.ledger import Pnl
 
@@ -22,6 +22,18 @@ TRAFFIC = [
     ("beta", "flex", 80, True),
     ("beta", "default", 20, False),
 ]
+
+# A dear replica ($1 a second): the twin's short requests then cost whole micro-dollars,
+# so attributed cost is a number the tests can compare, not zero on both sides.
+COST_PER_HOUR = 3600
+
+
+def priced_gateway(make_gateway: MakeGateway, replicas: list[str], concurrency: int) -> Gateway:
+    """A gateway over `replicas` (twin URLs), each at COST_PER_HOUR."""
+    text = factory_toml(replicas, concurrency=concurrency).replace(
+        'precision = "fp8"\n', f'precision = "fp8"\ncost_per_hour = {COST_PER_HOUR}\n'
+    )
+    return make_gateway(text=text)
 
 
 def drive_traffic(gw: Gateway) -> dict[str, str]:

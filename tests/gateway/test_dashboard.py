@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import openai
-from dashboard_helpers import drive_traffic, ledger_pnl, usd
+from dashboard_helpers import drive_traffic, ledger_pnl, priced_gateway, usd
 from floor_helpers import ADMIN, MakeGateway, twin_app
 from servers import serving
 
@@ -58,7 +58,11 @@ def test_the_page_and_its_assets_come_from_the_gateway_alone(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert sorted(assets) == ["/dashboard/dashboard.css", "/dashboard/dashboard.js"]
+    assert sorted(assets) == [
+        "/dashboard/dashboard.css",
+        "/dashboard/dashboard.js",
+        "/dashboard/favicon.svg",
+    ]
     for path in assets:
         asset = httpx.get(gw.url + path)
         assert asset.status_code == 200, path
@@ -67,7 +71,7 @@ def test_the_page_and_its_assets_come_from_the_gateway_alone(
 
 
 def test_numbers_are_the_ledgers_for_the_same_window(twin: str, make_gateway: MakeGateway) -> None:
-    gw = make_gateway([twin, twin])  # two replicas (over one twin engine)
+    gw = priced_gateway(make_gateway, [twin, twin], concurrency=4)  # two over one twin
     drive_traffic(gw)
     r = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS, params={"window": "15m", "buckets": 30})
     assert r.status_code == 200, r.text
@@ -78,6 +82,7 @@ def test_numbers_are_the_ledgers_for_the_same_window(twin: str, make_gateway: Ma
         assert got[field] == usd(pnl[field]), field  # type: ignore[literal-required]
     assert got["cost_per_million_tokens"] == usd(pnl["cost_per_million_tokens"])
     assert got["tokens"] == pnl["tokens"] and pnl["tokens"]["output"] > 0
+    assert pnl["cost_usd"] > 0 and pnl["revenue_usd"] > 0
     assert got["tokens_per_joule"] > 0
     assert set(got["per_tier"]) == set(pnl["per_tier"]) >= {"standard", "flex"}
     for tier, s in pnl["per_tier"].items():

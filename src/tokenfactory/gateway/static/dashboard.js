@@ -8,6 +8,8 @@ const TIERS = ["realtime", "standard", "flex", "batch"];
 const COLORS = { realtime: "#d9480f", standard: "#1c7ed6", flex: "#2f9e44", batch: "#7048e8" };
 const MONEY_COLORS = { revenue: "#2f9e44", cost: "#e03131", profit: "#1c7ed6" };
 const SVG = "http://www.w3.org/2000/svg";
+// Large numbers in short form (12.5M), so labels and cards keep their width.
+const COMPACT = new Intl.NumberFormat("en-US", { notation: "compact", maximumSignificantDigits: 3 });
 const params = new URLSearchParams(location.search);
 const EVERY_MS = 1000 * (Number(params.get("every")) || 2);
 let timer = null;
@@ -43,11 +45,21 @@ function money(usd) {
 }
 
 function percent(fraction) {
-  return fraction === null || fraction === undefined ? "n/a" : (100 * Number(fraction)).toFixed(1) + "%";
+  if (fraction === null || fraction === undefined) return "n/a";
+  const p = 100 * Number(fraction);
+  return (Math.abs(p) >= 10000 ? COMPACT.format(p) : p.toFixed(1)) + "%";
 }
 
 function ms(seconds) {
-  return seconds === null || seconds === undefined ? "n/a" : (1000 * seconds).toFixed(0) + " ms";
+  if (seconds === null || seconds === undefined) return "n/a";
+  const m = 1000 * seconds;
+  return m.toFixed(m < 10 ? 2 : 0) + " ms";
+}
+
+// An axis label: four significant digits, or the short form from 10,000 up.
+function tick(v, unit) {
+  const text = Math.abs(v) >= 10000 ? COMPACT.format(v) : Number(v.toPrecision(4)).toString();
+  return unit === "$" ? (v < 0 ? "-$" + text.slice(1) : "$" + text) : text + unit;
 }
 
 function count(n) {
@@ -72,7 +84,7 @@ function fill(tableId, rows) {
 // null values break the line. Each path carries its name, point count and exact sum.
 function lineChart(svgId, legendId, starts, series, format) {
   const svg = document.getElementById(svgId);
-  const [W, H, left, right, top, bottom] = [640, 220, 64, 12, 10, 26];
+  const [W, H, left, right, top, bottom] = [640, 220, 72, 12, 10, 26];
   const values = series.flatMap((s) => s.values).filter((v) => v !== null);
   let lo = Math.min(0, ...values);
   let hi = Math.max(0, ...values);
@@ -306,9 +318,9 @@ function render(data) {
   info.textContent = `${data.since.slice(0, 19)} to ${data.until.slice(0, 19)} UTC, ${data.series.buckets.length} buckets of ${Number(data.series.step_s)} s`;
   renderKpis(data);
   const starts = data.series.buckets.map((b) => b.start);
-  lineChart("chart-tokens", "legend-tokens", starts, tokenSeries(data), (v) => v.toFixed(v < 10 ? 1 : 0));
-  lineChart("chart-money", "legend-money", starts, moneySeries(data), (v) => money(v.toFixed(6)));
-  lineChart("chart-margin", "legend-margin", starts, marginSeries(data), (v) => percent(v));
+  lineChart("chart-tokens", "legend-tokens", starts, tokenSeries(data), (v) => tick(v, ""));
+  lineChart("chart-money", "legend-money", starts, moneySeries(data), (v) => tick(v, "$"));
+  lineChart("chart-margin", "legend-margin", starts, marginSeries(data), (v) => tick(100 * v, "%"));
   renderFloor(data.floor);
   renderService(data.service);
   renderTiers(data.pnl.per_tier);
