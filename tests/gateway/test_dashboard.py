@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,6 +116,12 @@ def test_numbers_are_the_ledgers_for_the_same_window(twin: str, make_gateway: Ma
     assert Decimal(tenants[0]["revenue_usd"]) >= Decimal(tenants[1]["revenue_usd"])
     assert [r["name"] for r in data["floor"]["replicas"]] == ["twin-0", "twin-1"]
     assert data["floor"]["queued"] == 0 and data["batches"] == []
+
+    # docs/dashboard.md lists exactly the fields the JSON has.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "dashboard.md").read_text()
+    table = doc.split("## The JSON")[1].split("How the numbers")[0]
+    documented = {f for row in re.findall(r"^\| (`.+?) \|", table, re.M) for f in row.split(", ")}
+    assert documented == {f"`{field}`" for field in data}
 
     # The same books as /v1/factory/pnl (which sends money as JSON numbers).
     plain = httpx.get(gw.url + "/v1/factory/pnl?window=15m", headers=ADMIN_HEADERS).json()
