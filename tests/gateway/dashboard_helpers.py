@@ -28,12 +28,14 @@ TRAFFIC = [
 COST_PER_HOUR = 3600
 
 
-def priced_gateway(make_gateway: MakeGateway, replicas: list[str], concurrency: int) -> Gateway:
-    """A gateway over `replicas` (twin URLs), each at COST_PER_HOUR."""
+def priced_gateway(
+    make_gateway: MakeGateway, replicas: list[str], concurrency: int, database: str | None = None
+) -> Gateway:
+    """A gateway over `replicas` (twin URLs), each at COST_PER_HOUR; SQLite by default."""
     text = factory_toml(replicas, concurrency=concurrency).replace(
         'precision = "fp8"\n', f'precision = "fp8"\ncost_per_hour = {COST_PER_HOUR}\n'
     )
-    return make_gateway(text=text)
+    return make_gateway(text=text, database=database)
 
 
 def drive_traffic(gw: Gateway) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from dashboard_helpers import drive_traffic, ledger_pnl, priced_gateway, usd
 from floor_helpers import ADMIN, MakeGateway, twin_app
 from servers import serving
@@ -71,8 +72,12 @@ def test_the_page_and_its_assets_come_from_the_gateway_alone(
         assert re.findall(r"https?://", asset.text) in ([], ["http://"]), path
 
 
-def test_numbers_are_the_ledgers_for_the_same_window(twin: str, make_gateway: MakeGateway) -> None:
-    gw = priced_gateway(make_gateway, [twin, twin], concurrency=4)  # two over one twin
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_numbers_are_the_ledgers_for_the_same_window(
+    twin: str, make_gateway: MakeGateway, backend: str, request: pytest.FixtureRequest
+) -> None:
+    database = request.getfixturevalue("pg_database") if backend == "postgresql" else None
+    gw = priced_gateway(make_gateway, [twin, twin], concurrency=4, database=database)
     drive_traffic(gw)
     r = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS, params={"window": "15m", "buckets": 30})
     assert r.status_code == 200, r.text

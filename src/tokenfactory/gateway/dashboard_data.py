@@ -1,7 +1,8 @@
 """What the dashboard shows, as one JSON-ready snapshot: books, series, floor, service.
 
-The P&L is `Floor.pnl`, the same code as `/v1/factory/pnl`; everything else is read from
-the same ledger window or from the dispatcher at the moment of the request. Money goes
+The P&L is computed by the same code as `/v1/factory/pnl` (`report.pnl` with energy);
+everything else is read from the same ledger snapshot, or from the dispatcher at the
+moment of the request. Money goes
 out as decimal strings (exact); rates and latencies as numbers.
 """
 
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from tokenfactory.gateway.runtime import Floor
+from tokenfactory.gateway.runtime import Floor, with_energy
 from tokenfactory.ledger.records import Outcome
+from tokenfactory.ledger.report import pnl
 from tokenfactory.ledger.series import Timing, series, timings
 from tokenfactory.sched import TierRule
 from tokenfactory.sched.job import TIER_ORDER
@@ -60,9 +62,16 @@ def snapshot(
     floor: Floor, since: datetime, until: datetime, buckets: int, state: FloorState
 ) -> dict[str, Any]:
     """The dashboard's data for [since, until), JSON-ready (blocking: run in a thread)."""
-    report = floor.pnl(since, until)
-    with Session(floor.ledger.engine) as session:
-        over_time = series(session, since, until, buckets, floor.cost_rates())
+    rates = floor.cost_rates()
+    # One read transaction, one snapshot: the P&L, the series and the latencies agree even
+    # while requests are being billed (SQLite's WAL reads are snapshots; PostgreSQL needs
+    # REPEATABLE READ for that).
+    with Session(floor.ledger.engine) as session, session.begin():
+        if floor.ledger.engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # What Floor.pnl computes (the route /v1/factory/pnl), inside this snapshot.
+        report = with_energy(pnl(session, since, until, rates), floor.costs)
+        over_time = series(session, since, until, buckets, rates)
         recent = timings(session, since, until, TIMINGS_LIMIT)
     tenants = sorted(
         report["per_tenant"].items(), key=lambda item: (-item[1]["revenue_usd"], item[0])
