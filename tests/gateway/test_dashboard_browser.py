@@ -3,6 +3,7 @@ that are the ledger's for the window the page shows. Saves a screenshot as an ar
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -10,17 +11,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from dashboard_helpers import drive_traffic, ledger_pnl, priced_gateway, usd
-from floor_helpers import ADMIN, Gateway, MakeGateway, floors
-from playwright.sync_api import Browser, sync_playwright
+from floor_helpers import ADMIN, Gateway, MakeGateway, floors, twin_app
+from playwright.sync_api import Browser, Page, sync_playwright
+from servers import serving
 from sqlalchemy.orm import Session
 
+from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.runtime import with_energy
 from tokenfactory.ledger.series import series
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; scripts/browser.sh installs it
-SCREENSHOT = Path(__file__).resolve().parents[2] / "out" / "artifacts" / "dashboard.png"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "artifacts"
 BUCKETS = 60  # what the page asks for
 
 # Everything the page shows, read in one go (the page re-renders between separate reads).
@@ -72,9 +76,7 @@ def test_the_dashboard_shows_the_ledgers_books_live(
     page.click("#key-save")
     page.wait_for_function("() => document.getElementById('error').textContent.includes('admin')")
     assert page.get_attribute("body", "data-state") == "locked"
-    page.fill("#key", ADMIN)
-    page.click("#key-save")
-    page.wait_for_function("() => document.body.dataset.state === 'live'")
+    enter_admin_key(page)
 
     check_books(gw, page.evaluate(READ_PAGE))
 
@@ -85,10 +87,7 @@ def test_the_dashboard_shows_the_ledgers_books_live(
     page.wait_for_function(f"() => document.body.dataset.updated > {first!r}")
     check_books(gw, page.evaluate(READ_PAGE))
 
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    print(f"dashboard screenshot: {SCREENSHOT}")
-    assert SCREENSHOT.stat().st_size > 20_000
+    print(f"dashboard screenshot: {shot(page, 'dashboard.png')}")
 
     # Nothing came from anywhere but the gateway, and the page's script never failed (the
     # one error logged is the wrong key's 403).
@@ -99,6 +98,74 @@ def test_the_dashboard_shows_the_ledgers_books_live(
     assert page.get_attribute("body", "data-state") == "locked"
     page.reload()
     assert page.is_visible("#key")
+
+
+def test_the_page_follows_the_floor_as_it_fills_and_drains(
+    catalog: Catalog, make_gateway: MakeGateway, browser: Browser
+) -> None:
+    # Real time: a flex request of 300 tokens holds its place for about two seconds.
+    with serving(twin_app(catalog, speedup=1.0)) as twin:
+        gw = make_gateway([twin], concurrency=2)
+        key = gw.key("acme")
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.goto(gw.url + "/?every=0.5")
+        enter_admin_key(page)
+        assert page.get_attribute("#replicas tr[data-replica='twin-0']", "data-running") == "0"
+
+        failures: list[BaseException] = []
+
+        def flex() -> None:
+            client = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=120)
+            try:
+                client.chat.completions.create(
+                    model="llama-3.1-8b",
+                    messages=[{"role": "user", "content": "a long flex job"}],
+                    max_tokens=300,
+                    service_tier="flex",
+                )
+            except BaseException as e:  # reported below
+                failures.append(e)
+
+        threads = [threading.Thread(target=flex) for _ in range(4)]
+        for t in threads:
+            t.start()
+        # Full: the replica runs two, two wait; the page shows it without a reload.
+        page.wait_for_function(
+            """() => document.querySelector("#replicas tr[data-replica='twin-0']")
+                       .dataset.running === "2"
+                  && document.querySelector("#queue tr[data-tier='flex']").dataset.queued === "2"
+            """,
+            timeout=30_000,
+        )
+        print(f"dashboard screenshot, busy floor: {shot(page, 'dashboard-busy.png')}")
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures, failures
+        # Drained: idle again, and the four requests are in the books the page shows.
+        page.wait_for_function(
+            """() => document.getElementById("requests").dataset.value === "4"
+                  && document.querySelector("#replicas tr[data-replica='twin-0']")
+                       .dataset.running === "0"
+            """,
+            timeout=30_000,
+        )
+        assert page.get_attribute("#tokens-output", "data-value") == str(4 * 300)
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot under out/artifacts; returns its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000  # a rendered board, not a blank page
+    return path
+
+
+def enter_admin_key(page: Page) -> None:
+    """Give the page the admin key and wait for its first rendering."""
+    page.fill("#key", ADMIN)
+    page.click("#key-save")
+    page.wait_for_function("() => document.body.dataset.state === 'live'")
 
 
 def check_books(gw: Gateway, shown: dict[str, Any]) -> None:

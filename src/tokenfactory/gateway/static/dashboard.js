@@ -330,62 +330,76 @@ function render(data) {
 
 // -- polling and the key ----------------------------------------------------------------
 
+// Each (re)start of polling is a new chain; a chain whose answer arrives after a newer
+// chain started drops it, so one poll loop runs at a time.
+let chain = 0;
+
+function say(message) {
+  document.getElementById("error").textContent = message || "";
+}
+
 function lock(message) {
+  chain += 1;
   clearTimeout(timer);
   document.body.dataset.state = "locked";
   document.getElementById("board").hidden = true;
   document.getElementById("login").hidden = false;
   document.getElementById("forget").hidden = true;
-  document.getElementById("error").textContent = message || "";
+  say(message);
 }
 
-async function poll() {
+function restart() {
+  chain += 1;
+  clearTimeout(timer);
+  poll(chain);
+}
+
+async function poll(id) {
   const key = localStorage.getItem(KEY);
   if (!key) return lock();
   const window_ = document.getElementById("window").value;
   let response;
+  let body;
   try {
     response = await fetch(`/v1/factory/dashboard?window=${encodeURIComponent(window_)}`, {
       headers: { Authorization: `Bearer ${key}` },
       cache: "no-store",
     });
+    body = await response.json();
   } catch (e) {
-    document.getElementById("error").textContent = `gateway unreachable: ${e}`;
-    timer = setTimeout(poll, EVERY_MS);
+    if (id !== chain) return;
+    say(`gateway unreachable: ${e}`);
+    timer = setTimeout(() => poll(id), EVERY_MS);
     return;
   }
-  const body = await response.json();
+  if (id !== chain) return;
   if (response.status === 401 || response.status === 403) {
     localStorage.removeItem(KEY);
     return lock(body.error ? body.error.message : `HTTP ${response.status}`);
   }
   if (!response.ok) {
-    document.getElementById("error").textContent = body.error ? body.error.message : `HTTP ${response.status}`;
+    say(body.error ? body.error.message : `HTTP ${response.status}`);
   } else {
     render(body);
-    document.getElementById("error").textContent = "";
+    say("");
     document.getElementById("login").hidden = true;
     document.getElementById("board").hidden = false;
     document.getElementById("forget").hidden = false;
     document.body.dataset.state = "live";
     document.body.dataset.updated = body.until;
   }
-  timer = setTimeout(poll, EVERY_MS);
+  timer = setTimeout(() => poll(id), EVERY_MS);
 }
 
 document.getElementById("login").addEventListener("submit", (event) => {
   event.preventDefault();
   localStorage.setItem(KEY, document.getElementById("key").value.trim());
   document.getElementById("key").value = "";
-  clearTimeout(timer);
-  poll();
+  restart();
 });
 document.getElementById("forget").addEventListener("click", () => {
   localStorage.removeItem(KEY);
   lock();
 });
-document.getElementById("window").addEventListener("change", () => {
-  clearTimeout(timer);
-  poll();
-});
-poll();
+document.getElementById("window").addEventListener("change", restart);
+restart();
