@@ -18,6 +18,9 @@ from floor_helpers import ADMIN, MakeGateway, twin_app
 from servers import serving
 
 from tokenfactory.catalog import Catalog
+from tokenfactory.gateway.dashboard_data import service_levels
+from tokenfactory.ledger.series import Timing
+from tokenfactory.sched import TierRule
 
 ROUTE = "/v1/factory/dashboard"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -176,3 +179,32 @@ def test_the_floor_is_shown_as_it_is_now(catalog: Catalog, make_gateway: MakeGat
         for t in threads:
             t.join(timeout=120)
         assert not errors, errors
+
+
+def test_attainment_counts_every_attempt_and_each_objective() -> None:
+    realtime = TierRule(
+        "realtime", 0, 2.0, ttft_s=0.5, tpot_s=0.05, patience_s=5, preemptible=False
+    )
+    flex = TierRule("flex", 2, 0.5, ttft_s=None, tpot_s=None, patience_s=900, preemptible=True)
+    recent = [
+        Timing("realtime", "ok", 10, ttft_s=0.2, tpot_s=0.01),  # met
+        Timing("realtime", "preempted_resumed", 10, ttft_s=0.4, tpot_s=0.04),  # met
+        Timing("realtime", "ok", 1, ttft_s=0.3, tpot_s=None),  # met: one token, no TPOT
+        Timing("realtime", "ok", 10, ttft_s=0.6, tpot_s=0.01),  # TTFT missed
+        Timing("realtime", "ok", 10, ttft_s=0.1, tpot_s=0.06),  # TPOT missed
+        Timing("realtime", "refused", 0, ttft_s=None, tpot_s=None),  # never served: a miss
+        Timing("realtime", "client_cancelled", 3, ttft_s=0.1, tpot_s=0.01),  # left: a miss
+        Timing("flex", "ok", 10, ttft_s=30.0, tpot_s=1.0),
+    ]
+    levels = service_levels(recent, {"realtime": realtime, "flex": flex})
+    assert list(levels) == ["realtime", "flex"]
+    rt = levels["realtime"]
+    assert (rt.requests, rt.served, rt.met, rt.attainment) == (7, 5, 3, 3 / 7)
+    assert (rt.ttft_objective_s, rt.tpot_objective_s) == (0.5, 0.05)
+    assert rt.ttft_p50_s == 0.3 and rt.ttft_p99_s == pytest.approx(
+        0.4 + 0.96 * 0.2
+    )  # numpy's linear p99 of 5
+    assert rt.tpot_p50_s == pytest.approx(0.025)
+    fx = levels["flex"]
+    assert (fx.requests, fx.served, fx.met, fx.attainment) == (1, 1, None, None)
+    assert fx.ttft_p99_s == 30.0

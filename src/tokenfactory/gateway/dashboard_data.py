@@ -2,14 +2,14 @@
 
 The P&L is computed by the same code as `/v1/factory/pnl` (`report.pnl` with energy);
 everything else is read from the same ledger snapshot, or from the dispatcher at the
-moment of the request. Money goes
-out as decimal strings (exact); rates and latencies as numbers.
+moment of the request. Money goes out as decimal strings (exact); rates and latencies as
+numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,12 +31,40 @@ SERVED = (Outcome.OK.value, Outcome.PREEMPTED_RESUMED.value)
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """One replica at one moment."""
+
+    name: str
+    running: int
+    max_concurrency: int
+    healthy: bool
+    engine_waiting: int | None  # what the engine reports waiting (vLLM's /metrics), if it does
+
+
+@dataclass(frozen=True, slots=True)
 class FloorState:
     """The dispatcher's queue and replicas at one moment (read on the event loop)."""
 
     queued_by_tier: dict[str, int]
-    replicas: list[dict[str, Any]]
-    preemptions: int
+    queued: int
+    replicas: list[ReplicaState]
+    preemptions: int  # since the gateway started
+
+
+@dataclass(frozen=True, slots=True)
+class TierService:
+    """A tier's latency against its objectives over the window, and its attainment."""
+
+    requests: int  # attempts that asked for the tier
+    served: int  # of which served (a first token, then done or resumed to the end)
+    met: int | None  # of which within every objective; None: no objective (best effort)
+    attainment: float | None  # met / requests
+    ttft_objective_s: float | None
+    tpot_objective_s: float | None
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+    tpot_p50_s: float | None
+    tpot_p99_s: float | None
 
 
 def floor_state(floor: Floor) -> FloorState:
@@ -44,18 +72,17 @@ def floor_state(floor: Floor) -> FloorState:
     d = floor.dispatcher
     queued = d.queued_by_tier()
     replicas = [
-        {
-            "name": r.name,
-            "running": len(r.running),
-            "max_concurrency": r.max_concurrency,
-            "healthy": r.healthy,
-            # Requests the engine itself reports waiting (vLLM's /metrics), when it does.
-            "engine_waiting": None if r.engine_load is None else r.engine_load.waiting,
-        }
+        ReplicaState(
+            r.name,
+            len(r.running),
+            r.max_concurrency,
+            r.healthy,
+            None if r.engine_load is None else r.engine_load.waiting,
+        )
         for r in d.replicas
     ]
     by_tier = {tier: queued.get(tier, 0) for tier in floor.tiers}
-    return FloorState(by_tier, replicas, d.preemptions)
+    return FloorState(by_tier, sum(by_tier.values()), replicas, d.preemptions)
 
 
 def snapshot(
@@ -81,12 +108,7 @@ def snapshot(
         "until": until,
         "pnl": report,
         "series": over_time,
-        "floor": {
-            "queued_by_tier": state.queued_by_tier,
-            "queued": sum(state.queued_by_tier.values()),
-            "replicas": state.replicas,
-            "preemptions": state.preemptions,
-        },
+        "floor": state,
         "service": service_levels(recent, floor.tiers),
         "top_tenants": [{"tenant": name, **s} for name, s in tenants[:TOP_TENANTS]],
         # The Batch API's queue; empty until the floor runs batches.
@@ -96,7 +118,9 @@ def snapshot(
     return out
 
 
-def service_levels(recent: Iterable[Timing], tiers: Mapping[str, TierRule]) -> dict[str, Any]:
+def service_levels(
+    recent: Iterable[Timing], tiers: Mapping[str, TierRule]
+) -> dict[str, TierService]:
     """Per tier asked for: TTFT and TPOT p50/p99 against the objectives, and attainment.
 
     Attainment is the share of attempts served within every objective of the tier, as the
@@ -105,7 +129,7 @@ def service_levels(recent: Iterable[Timing], tiers: Mapping[str, TierRule]) -> d
     by_tier: dict[str, list[Timing]] = {}
     for t in recent:
         by_tier.setdefault(t.tier, []).append(t)
-    out: dict[str, Any] = {}
+    out: dict[str, TierService] = {}
     for name in TIER_ORDER:
         if name not in tiers:
             continue
@@ -115,18 +139,18 @@ def service_levels(recent: Iterable[Timing], tiers: Mapping[str, TierRule]) -> d
         tpot = [t.tpot_s for t in served if t.tpot_s is not None]
         has_objective = rule.ttft_s is not None or rule.tpot_s is not None
         met = sum(1 for t in served if _met(t, rule))
-        out[name] = {
-            "requests": len(attempts),
-            "served": len(served),
-            "met": met if has_objective else None,
-            "attainment": met / len(attempts) if has_objective and attempts else None,
-            "ttft_objective_s": rule.ttft_s,
-            "tpot_objective_s": rule.tpot_s,
-            "ttft_p50_s": _percentile(ttft, 50),
-            "ttft_p99_s": _percentile(ttft, 99),
-            "tpot_p50_s": _percentile(tpot, 50),
-            "tpot_p99_s": _percentile(tpot, 99),
-        }
+        out[name] = TierService(
+            requests=len(attempts),
+            served=len(served),
+            met=met if has_objective else None,
+            attainment=met / len(attempts) if has_objective and attempts else None,
+            ttft_objective_s=rule.ttft_s,
+            tpot_objective_s=rule.tpot_s,
+            ttft_p50_s=_percentile(ttft, 50),
+            ttft_p99_s=_percentile(ttft, 99),
+            tpot_p50_s=_percentile(tpot, 50),
+            tpot_p99_s=_percentile(tpot, 99),
+        )
     return out
 
 
@@ -142,7 +166,10 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def plain(value: Any) -> Any:
-    """JSON-ready: Decimal as a fixed-point string, datetime as ISO 8601."""
+    """JSON-ready: Decimal as a fixed-point string, datetime as ISO 8601, dataclasses as
+    objects."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
