@@ -106,6 +106,7 @@ function lineChart(svgId, legendId, starts, series, format) {
   for (const s of series) {
     let d = "";
     let pen = "M";
+    const dots = [];
     s.values.forEach((v, i) => {
       if (v === null) {
         pen = "M";
@@ -113,6 +114,9 @@ function lineChart(svgId, legendId, starts, series, format) {
       }
       d += `${pen}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
       pen = "L";
+      // A point with no neighbour draws no line: mark it with a dot.
+      const alone = (s.values[i - 1] ?? null) === null && (s.values[i + 1] ?? null) === null;
+      if (alone) dots.push(el("svg:circle", { cx: x(i), cy: y(v), r: 3, fill: s.color }));
     });
     parts.push(
       el("svg:path", {
@@ -123,6 +127,7 @@ function lineChart(svgId, legendId, starts, series, format) {
         "data-points": s.values.length,
         "data-sum": s.sum,
       }),
+      ...dots,
     );
   }
   svg.replaceChildren(...parts);
