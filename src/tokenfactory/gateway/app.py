@@ -26,7 +26,7 @@ from tokenfactory.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from tokenfactory.gateway import errors
+from tokenfactory.gateway import dashboard, errors
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
@@ -101,6 +101,8 @@ def create_app(floor: Floor) -> FastAPI:
         since = until - timedelta(seconds=_window_s(window))
         report = await anyio.to_thread.run_sync(lambda: floor.pnl(since, until))
         return JSONResponse(json.loads(json.dumps(report, default=_plain)))
+
+    dashboard.install(app, floor, admin, _window_s)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
