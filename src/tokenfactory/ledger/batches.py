@@ -289,6 +289,7 @@ class BatchBook:
                         created_at=now,
                     )
                     session.add(row)
+                    session.flush()  # the file exists before the batch points at it
                     setattr(batch, column, row.id)
             batch.status = to
             setattr(batch, f"{to}_at", now)
