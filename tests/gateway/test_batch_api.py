@@ -33,10 +33,12 @@ def factory(model: Path, concurrency: int = 2, extra: str = "") -> str:
     )
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_batch_runs_every_line_once_at_batch_prices(
-    tiny: Path, make_gateway: MakeGateway
+    tiny: Path, make_gateway: MakeGateway, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    gw = make_gateway(text=factory(tiny))
+    database = None if backend == "sqlite" else request.getfixturevalue("pg_database")
+    gw = make_gateway(text=factory(tiny), database=database)
     c = openai.OpenAI(base_url=gw.v1, api_key=gw.key("acme"), max_retries=0, timeout=60)
     wanted = {f"q{i}": 3 + i for i in range(5)}
     content = jsonl([line(cid, MODEL, n, f"question {cid}") for cid, n in wanted.items()])

@@ -58,7 +58,7 @@ def check_billing(ledger: Ledger, batch_id: str, key_id: int, delivered: dict[st
     assert key.spent_micros == sum(e.revenue_micros for e in billed.values())
 
 
-def completed(b: Batch) -> int:
+def finished_lines(b: Batch) -> int:
     return 0 if b.request_counts is None else b.request_counts.completed
 
 
@@ -71,15 +71,20 @@ def delivered_tokens(lines: list[dict[str, object]]) -> dict[str, int]:
     return out
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_gateway_restarted_mid_batch_resumes_it_and_runs_each_line_once(
-    tiny: Path, catalog: Catalog, tmp_path: Path
+    tiny: Path, catalog: Catalog, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    database = (
+        f"sqlite:///{tmp_path / 'ledger.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_database")
+    )
     with gateway(catalog, tmp_path, factory(tiny), database) as gw:
         record, secret = gw.ledger.create_key("acme")
         c = client(gw.url, secret)
         b = submit(c, batch_input())
-        wait_for(c, b.id, lambda x: completed(x) >= 2)
+        wait_for(c, b.id, lambda x: finished_lines(x) >= 2)
     # The gateway is gone mid-batch: some lines done, the rest still to run.
     ledger = Ledger(database)
     halfway = BatchBook(ledger).batch(b.id)
@@ -109,7 +114,7 @@ def test_a_cancelled_batch_keeps_what_finished_and_bills_only_that(
         record, secret = gw.ledger.create_key("acme")
         c = client(gw.url, secret)
         b = submit(c, batch_input())
-        wait_for(c, b.id, lambda x: completed(x) >= 1)
+        wait_for(c, b.id, lambda x: finished_lines(x) >= 1)
         asked = c.batches.cancel(b.id)
         assert asked.status in ("cancelling", "cancelled") and asked.cancelling_at is not None
         done = wait_for(c, b.id, ended)
