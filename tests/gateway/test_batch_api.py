@@ -4,6 +4,7 @@ the whole flow, tenants kept apart, and batches billed at batch prices."""
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import openai
@@ -152,3 +153,35 @@ def test_requests_for_a_batch_that_cannot_be_made_get_clear_errors(
         c.batches.cancel(finished.id)
     assert "completed" in e.value.message
     assert len(gw.ledger.events()) == 1  # only the batch that was made ran
+
+
+def test_lines_the_floor_refuses_end_in_the_error_file_unbilled(
+    tiny: Path, make_gateway: MakeGateway
+) -> None:
+    gw = make_gateway(text=factory(tiny))
+    c = openai.OpenAI(base_url=gw.v1, api_key=gw.key("acme"), max_retries=0, timeout=60)
+    # Valid requests, but one asks for more tokens than the model's context holds.
+    b = submit(c, jsonl([line("fits", MODEL, 4), line("too-long", MODEL, 5000)]))
+    done = wait_for(c, b.id, ended)
+    assert done.status == "completed" and done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 1)
+    [good] = output_lines(c, done.output_file_id)
+    [bad] = output_lines(c, done.error_file_id)
+    assert good["custom_id"] == "fits" and bad["custom_id"] == "too-long"
+    assert bad["response"]["status_code"] == 400 and bad["error"] is None
+    error = bad["response"]["body"]["error"]
+    assert error["param"] == "max_tokens" and "context" in error["message"]
+    assert [e.request_id for e in gw.ledger.events()] == [good["response"]["request_id"]]
+
+    # A key whose budget is spent: every line is refused, nothing is billed.
+    broke = openai.OpenAI(
+        base_url=gw.v1, api_key=gw.key("poor", budget_usd=Decimal(0)), max_retries=0, timeout=60
+    )
+    # (asking for 1500 tokens: an estimate worth reserving, even at smollm2 batch prices)
+    refused = wait_for(broke, submit(broke, jsonl([line("a", MODEL, 1500)])).id, ended)
+    assert refused.status == "completed" and refused.request_counts is not None
+    assert (refused.request_counts.completed, refused.request_counts.failed) == (0, 1)
+    [quota] = output_lines(broke, refused.error_file_id)
+    assert quota["response"]["status_code"] == 429
+    assert quota["response"]["body"]["error"]["code"] == "insufficient_quota"
+    assert len(gw.ledger.events()) == 1

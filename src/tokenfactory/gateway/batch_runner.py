@@ -14,13 +14,11 @@ earns nothing, and the line's own request id stays free for the run that deliver
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 
@@ -28,7 +26,7 @@ from tokenfactory.engines.base import EngineError
 from tokenfactory.errors import EngineUnavailable, QuotaExceeded, TokenfactoryError
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_input import ENDPOINTS, check
-from tokenfactory.gateway.errors import error_body
+from tokenfactory.gateway.batch_output import UNRUN_ERRORS, failed_line, line_json
 from tokenfactory.gateway.floor import Run
 from tokenfactory.gateway.generate import ANSWERED_AS, Generator, Prepared
 from tokenfactory.gateway.meter import served_tier, usage_event
@@ -39,10 +37,6 @@ from tokenfactory.ledger.records import UsageEvent, round_usd, usd_to_micros
 
 log = logging.getLogger("tokenfactory.gateway")
 TIER = "batch"
-UNRUN_ERRORS = {
-    "cancelled": ("batch_cancelled", "the batch was cancelled before this request ran"),
-    "expired": ("batch_expired", "the completion window ended before this request ran"),
-}
 
 
 class BatchRunner:
@@ -116,7 +110,8 @@ class BatchRunner:
         content = await anyio.to_thread.run_sync(self.book.content, b.tenant_id, b.input_file_id)
         assert content is not None  # the route checked the file exists
         limit = self.floor.factory.server.max_body_bytes
-        checked = check(content, b.endpoint, self.floor.models, limit)
+        models = set(self.floor.models)
+        checked = await anyio.to_thread.run_sync(check, content, b.endpoint, models, limit)
         if checked.errors:
             await anyio.to_thread.run_sync(self.book.fail, b.id, checked.errors)
             return False
@@ -183,14 +178,14 @@ class BatchRunner:
         try:
             p = self.generator.prepare(call, tier, rid, arrival)
         except TokenfactoryError as e:
-            await self._finish(b, _failed(b, line, rid, e), None)
+            await self._finish(b, failed_line(b, line, rid, e), None)
             return
         reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(p.value))
         if reserve and not await anyio.to_thread.run_sync(
             self.book.reserve, b.id, line.line, key.id, reserve
         ):
             spent = QuotaExceeded("the key's budget is spent; raise it or use another key")
-            await self._finish(b, _failed(b, line, rid, spent), None)
+            await self._finish(b, failed_line(b, line, rid, spent), None)
             return
         run = Run(p.job, p.request, self.floor.dispatcher)
         started = datetime.now(UTC)
@@ -214,7 +209,7 @@ class BatchRunner:
         if failure is not None:
             event = replace(event, revenue_micros=0)  # nothing was delivered
             error = EngineUnavailable(f"the engine failed: {failure}")
-            outcome = _failed(b, line, rid, error)
+            outcome = failed_line(b, line, rid, error)
             outcome = replace(outcome, input_tokens=event.input_tokens)
         else:
             usage = oa.usage_dict(event.input_tokens, event.output_tokens, event.cached_tokens)
@@ -231,7 +226,7 @@ class BatchRunner:
             outcome = LineOutcome(
                 line.line,
                 "completed",
-                _line_json(b, line, response, None),
+                line_json(b, line, response, None),
                 event.input_tokens,
                 event.cached_tokens,
                 event.output_tokens,
@@ -291,26 +286,6 @@ class BatchRunner:
             code, message = UNRUN_ERRORS[end]
             for line in await anyio.to_thread.run_sync(self.book.pending, b.id):
                 error = {"code": code, "message": message}
-                unrun[line.line] = _line_json(b, line, None, error)
+                unrun[line.line] = line_json(b, line, None, error)
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.book.close, b.id, end, unrun)
-
-
-def _failed(b: BatchRecord, line: LineRecord, rid: str, e: TokenfactoryError) -> LineOutcome:
-    """A line the floor answered with an error, as the error file's line."""
-    body = error_body(e.message, e.type, e.code, e.param)
-    response = {"status_code": e.status, "request_id": rid, "body": body}
-    return LineOutcome(line.line, "failed", _line_json(b, line, response, None))
-
-
-def _line_json(
-    b: BatchRecord, line: LineRecord, response: dict[str, Any] | None, error: dict[str, Any] | None
-) -> str:
-    """One line of an output or error file, in OpenAI's shape."""
-    out = {
-        "id": f"batch_req_{b.id.removeprefix('batch_')}_{line.line}",
-        "custom_id": line.custom_id,
-        "response": response,
-        "error": error,
-    }
-    return json.dumps(out, separators=(",", ":"))
