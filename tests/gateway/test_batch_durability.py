@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "engines"))
 from tiny_gguf import write_tiny_llama
 
 MODEL = "smollm2-135m"
-LINES = 16
+LINES = 10
 TOKENS = 200
 
 
