@@ -3,13 +3,19 @@ bills it once; cancelled or expired it stops, keeps what finished and bills only
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from batch_helpers import ended, gateway, jsonl, line, output_lines, submit, wait_for
 from openai.types import Batch
+from servers import free_port
+from test_tiers import wait_until
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.ledger import Ledger
@@ -104,6 +110,56 @@ def test_a_gateway_restarted_mid_batch_resumes_it_and_runs_each_line_once(
         delivered = delivered_tokens(out)
         assert set(delivered.values()) == {TOKENS}
         check_billing(gw.ledger, b.id, record.id, delivered)
+
+
+def test_a_gateway_killed_mid_batch_loses_nothing_and_doubles_nothing(
+    tiny: Path, catalog: Catalog, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(database)
+    ledger.migrate()
+    record, secret = ledger.create_key("acme")
+    config = tmp_path / "killed.toml"
+    config.write_text(factory(tiny))
+    port = free_port()
+    command = [sys.executable, "-m", "tokenfactory", "serve", "--config", str(config)]
+    command += ["--database", database, "--port", str(port)]
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), deadline_s=120)
+        c = client(url, secret)
+        b = submit(c, batch_input())
+        wait_for(c, b.id, lambda x: finished_lines(x) >= 2)
+        # No shutdown at all: the process (and its engine) die where they stand.
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+    halfway = BatchBook(ledger).batch(b.id)
+    assert halfway is not None and halfway.status == "in_progress"
+    assert 2 <= halfway.counts.completed < LINES
+    ledger.close()
+
+    with gateway(catalog, tmp_path, factory(tiny), database) as gw:
+        c = client(gw.url, secret)
+        done = wait_for(c, b.id, ended)
+        assert done.status == "completed" and done.request_counts is not None
+        assert (done.request_counts.completed, done.request_counts.total) == (LINES, LINES)
+        out = output_lines(c, done.output_file_id)
+        assert sorted(o["custom_id"] for o in out) == sorted(f"q{i}" for i in range(LINES))
+        check_billing(gw.ledger, b.id, record.id, delivered_tokens(out))
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_a_cancelled_batch_keeps_what_finished_and_bills_only_that(
