@@ -52,6 +52,13 @@ class UnknownId(BadInput):
         self.suggestions = near
 
 
+class NotFound(BadInput):
+    """An object that does not exist for this caller (another tenant's reads the same)."""
+
+    status = 404
+    code = "not_found"
+
+
 class ConfigError(BadInput):
     """A data or configuration file that cannot be read; the message says where."""
 

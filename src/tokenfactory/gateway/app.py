@@ -26,14 +26,16 @@ from tokenfactory.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from tokenfactory.gateway import dashboard, errors
+from tokenfactory.gateway import batches, dashboard, errors, files
 from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.batch_runner import BatchRunner
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.ledger import KeyRecord
+from tokenfactory.ledger.batches import BatchBook
 
 log = logging.getLogger("tokenfactory.gateway")
 HEALTH_PROBE_S = 2.0  # how often an unhealthy replica is probed to bring it back
@@ -44,6 +46,8 @@ def create_app(floor: Floor) -> FastAPI:
     """The gateway app over a built floor (engines started in its lifespan)."""
     metrics = FloorMetrics()
     generator = Generator(floor, metrics, TokenBuckets())
+    book = BatchBook(floor.ledger)
+    runner = BatchRunner(generator, book)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,9 +55,11 @@ def create_app(floor: Floor) -> FastAPI:
         for engine in floor.engines:
             await engine.start()
         probe = asyncio.create_task(_probe(floor))
+        await runner.start()
         try:
             yield
         finally:
+            await runner.stop()
             probe.cancel()
             for engine in floor.engines:
                 await engine.stop()
@@ -74,6 +80,9 @@ def create_app(floor: Floor) -> FastAPI:
     def admin(request: Request) -> None:
         if not hmac.compare_digest(_bearer(request).encode(), floor.admin_key.encode()):
             raise Forbidden("this route needs the admin key")
+
+    app.include_router(files.router(book, authorised))
+    app.include_router(batches.router(book, runner, authorised))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

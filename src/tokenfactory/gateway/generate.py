@@ -22,6 +22,7 @@ import anyio
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
+from tokenfactory.catalog import Model
 from tokenfactory.economics.revenue import revenue
 from tokenfactory.engines.base import EngineError, EngineRequest
 from tokenfactory.errors import (
@@ -69,29 +70,19 @@ class Generator:
     async def handle(self, key: KeyRecord, call: oa.Call) -> Response:
         """Check, admit, run and meter one call."""
         floor = self.floor
-        kind: Literal["chat", "completion"] = (
-            "chat" if isinstance(call, oa.ChatRequest) else "completion"
-        )
-        model = floor.models.get(call.model)
-        if model is None:
-            e = UnknownId("model", call.model, floor.models, param="model")
-            e.code = "model_not_found"
-            raise e
+        self.model(call.model)
         tier = self._tier(call.service_tier, key)
-        prompt_estimate = max(1, len(call.prompt_text()) // CHARS_PER_TOKEN)
-        window = floor.context[call.model]
-        if call.limit is not None and prompt_estimate + call.limit > window:
-            raise BadInput(
-                f"max_tokens {call.limit} plus the prompt (about {prompt_estimate} tokens) "
-                f"exceeds the model's context of {window} tokens",
-                param="max_tokens",
-            )
-        output_estimate = call.limit or min(DEFAULT_OUTPUT_ESTIMATE, window - prompt_estimate)
-        prices = floor.prices[(model.id, tier.name)]
-        value = revenue(prices, prompt_estimate, 0, output_estimate)
+        request_id = (
+            "chatcmpl-" if isinstance(call, oa.ChatRequest) else "cmpl-"
+        ) + uuid.uuid4().hex
+        p = self.prepare(call, tier, request_id)
+        kind, job, engine_request = p.kind, p.job, p.request
         if key.tokens_per_minute is not None:
             wait = self.buckets.take(
-                key.id, key.tokens_per_minute, prompt_estimate + output_estimate, time.monotonic()
+                key.id,
+                key.tokens_per_minute,
+                p.prompt_estimate + p.output_estimate,
+                time.monotonic(),
             )
             if wait:
                 self.metrics.refused.labels("rate_limit").inc()
@@ -100,19 +91,10 @@ class Generator:
                     retry_after_s=wait,
                 )
         # A budget is reserved before the run and settled after; unlimited keys skip it.
-        reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(value))
+        reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(p.value))
         if reserve and not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
             self.metrics.refused.labels("budget").inc()
             raise QuotaExceeded("the key's budget is spent; raise it or use another key")
-        job = Job(
-            next(self._ids),
-            tier,
-            time.monotonic(),
-            prompt_estimate,
-            output_estimate,
-            float(value),
-            0.0,
-        )
         if not floor.dispatcher.admit(job):
             if reserve:
                 await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
@@ -121,22 +103,9 @@ class Generator:
                 f"the {tier.name} tier cannot start this request in time; retry later",
                 retry_after_s=floor.dispatcher.expected_wait_s(),
             )
-        request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
-        engine_request = EngineRequest(
-            request_id=request_id,
-            model=call.model,
-            kind=kind,
-            messages=[m.model_dump(exclude_none=True) for m in call.messages]
-            if isinstance(call, oa.ChatRequest)
-            else None,
-            prompt=call.prompt_text() if isinstance(call, oa.CompletionRequest) else None,
-            max_tokens=call.limit,
-            params=call.params(),
-            priority=tier.rank,
-        )
         run = Run(job, engine_request, floor.dispatcher, session=call.user)
         ticket = _Ticket(
-            key, call, tier, model.id, request_id, reserve, datetime.now(UTC), prompt_estimate
+            key, call, tier, p.model_id, request_id, reserve, datetime.now(UTC), p.prompt_estimate
         )
         ticket.pieces = pieces = run.stream()
         try:
@@ -152,6 +121,51 @@ class Generator:
         if call.stream:
             return EventStream(self._sse(run, ticket, first, pieces, kind))
         return await self._whole(run, ticket, first, pieces, kind)
+
+    def model(self, name: str) -> Model:
+        """The catalog model a served name stands for; 404 for a name not served."""
+        model = self.floor.models.get(name)
+        if model is None:
+            e = UnknownId("model", name, self.floor.models, param="model")
+            e.code = "model_not_found"
+            raise e
+        return model
+
+    def prepare(
+        self, call: oa.Call, tier: TierRule, request_id: str, arrival_s: float | None = None
+    ) -> Prepared:
+        """A call's estimates, its scheduler job and its engine request (no side effects
+        but a job id); refuses a call that cannot fit the model's context."""
+        floor = self.floor
+        model = self.model(call.model)
+        prompt_estimate = max(1, len(call.prompt_text()) // CHARS_PER_TOKEN)
+        window = floor.context[call.model]
+        if call.limit is not None and prompt_estimate + call.limit > window:
+            raise BadInput(
+                f"max_tokens {call.limit} plus the prompt (about {prompt_estimate} tokens) "
+                f"exceeds the model's context of {window} tokens",
+                param="max_tokens",
+            )
+        output_estimate = call.limit or min(DEFAULT_OUTPUT_ESTIMATE, window - prompt_estimate)
+        value = revenue(floor.prices[(model.id, tier.name)], prompt_estimate, 0, output_estimate)
+        arrival = time.monotonic() if arrival_s is None else arrival_s
+        job = Job(
+            next(self._ids), tier, arrival, prompt_estimate, output_estimate, float(value), 0.0
+        )
+        chat = isinstance(call, oa.ChatRequest)
+        request = EngineRequest(
+            request_id=request_id,
+            model=call.model,
+            kind="chat" if chat else "completion",
+            messages=[m.model_dump(exclude_none=True) for m in call.messages]
+            if isinstance(call, oa.ChatRequest)
+            else None,
+            prompt=call.prompt_text() if isinstance(call, oa.CompletionRequest) else None,
+            max_tokens=call.limit,
+            params=call.params(),
+            priority=tier.rank,
+        )
+        return Prepared(model.id, prompt_estimate, output_estimate, value, job, request)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
@@ -278,11 +292,11 @@ class Generator:
         await anyio.to_thread.run_sync(
             lambda: floor.ledger.record(event, charge_key=True, reserved_micros=t.reserve)
         )
-        self._observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
+        self.observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
         return billed_name, usage
 
-    def _observe(
+    def observe(
         self,
         r: Result,
         tier: TierRule,
@@ -291,6 +305,7 @@ class Generator:
         cost_micros: int,
         prompt: int,
     ) -> None:
+        """Count a finished request in the floor's metrics."""
         m = self.metrics
         m.requests.labels(billed, r.outcome).inc()
         m.tokens.labels(billed, "input").inc(prompt)
@@ -309,6 +324,23 @@ class Generator:
         if billed != tier.name:
             m.slo_misses.labels(tier.name).inc()
         m.preemptions.inc(r.preemptions)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A call made ready to run: estimates, its scheduler job, its engine request."""
+
+    model_id: str
+    prompt_estimate: int
+    output_estimate: int
+    value: Decimal
+    job: Job
+    request: EngineRequest
+
+    @property
+    def kind(self) -> Literal["chat", "completion"]:
+        """Which endpoint's shapes answer it."""
+        return self.request.kind
 
 
 @dataclass

@@ -207,19 +207,25 @@ class Ledger:
         charges twice, and a reservation made with `charge()` is settled exactly once.
         """
         with self._write() as session:
-            tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == event.key_id))
-            tenant = tenant_id.one_or_none()
-            if tenant is None:
-                raise KeyNotFound(f"no API key with id {event.key_id}")
-            values = _event_values(event)
-            inserted = session.scalars(
-                self._insert(UsageRow)
-                .values(tenant_id=tenant, recorded_at=utcnow(), **values)
-                .on_conflict_do_nothing(index_elements=["request_id"])
-                .returning(UsageRow.id)
-            ).one_or_none()
-            if inserted is not None and charge_key:
-                self._spend(session, event.key_id, event.revenue_micros - reserved_micros)
+            return self._record(session, event, charge_key, reserved_micros)
+
+    def _record(
+        self, session: Session, event: UsageEvent, charge_key: bool, reserved_micros: int
+    ) -> bool:
+        """`record` inside the caller's transaction (the batch book writes lines with it)."""
+        tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == event.key_id))
+        tenant = tenant_id.one_or_none()
+        if tenant is None:
+            raise KeyNotFound(f"no API key with id {event.key_id}")
+        values = _event_values(event)
+        inserted = session.scalars(
+            self._insert(UsageRow)
+            .values(tenant_id=tenant, recorded_at=utcnow(), **values)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(UsageRow.id)
+        ).one_or_none()
+        if inserted is not None and charge_key:
+            self._spend(session, event.key_id, event.revenue_micros - reserved_micros)
         return inserted is not None
 
     def event(self, request_id: str) -> UsageEvent | None:
