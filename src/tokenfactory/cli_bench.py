@@ -345,8 +345,8 @@ def run_measurements(folder: Path) -> list[Measurement]:
     """A bench run's folder as a measurement row of its target, for `calibrate --from`.
 
     A closed loop of n clients with no other demand is replayed as an offline run
-    batching n at a time; anything else as Poisson arrivals at the measured request rate.
-    Lengths are the run's means, fixed.
+    batching n at a time (throughput and TPOT compared); anything else as Poisson
+    arrivals at the measured request rate (TTFT too). Lengths are the run's means, fixed.
     """
     s = read_summary(folder)
     if "target" not in s:
@@ -377,7 +377,8 @@ def run_measurements(folder: Path) -> list[Measurement]:
             requests=s["requests_completed"],
             qps=None if closed else s["requests_per_s"],
             max_num_seqs=min(w["concurrency"], t["max_num_seqs"]) if closed else t["max_num_seqs"],
-            ttft_ms_mean=s["ttft_ms"]["mean"],
+            # Replayed offline, every request queues from t=0: its TTFT is no closed loop's.
+            ttft_ms_mean=None if closed else s["ttft_ms"]["mean"],
             tpot_ms_mean=s["tpot_ms"]["mean"],
         )
     ]

@@ -80,7 +80,7 @@ async def send(
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")
                 s.status = RATE_LIMITED if response.status_code == 429 else HTTP_ERROR
-                s.error = f"HTTP {response.status_code}: {_message(text)}"
+                s.error = f"HTTP {response.status_code}: {error_message(text)}"
                 s.end_s = clock()
                 return s
             await _read_events(response, s, clock)
@@ -105,7 +105,7 @@ async def _read_events(response: httpx.Response, s: Sample, clock: Callable[[], 
             s.status, s.error, s.end_s = HTTP_ERROR, f"not JSON in the stream: {data[:80]}", clock()
             return
         if "error" in event:
-            s.status, s.error, s.end_s = HTTP_ERROR, _message(json.dumps(event)), clock()
+            s.status, s.error, s.end_s = HTTP_ERROR, error_message(json.dumps(event)), clock()
             return
         tier = event.get("service_tier")
         if isinstance(tier, str):
@@ -145,7 +145,7 @@ def _has_content(event: dict[str, Any]) -> bool:
     return False
 
 
-def _message(text: str) -> str:
+def error_message(text: str) -> str:
     """The message of an OpenAI-style error body, else the start of the body."""
     try:
         parsed = json.loads(text)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tokenfactory.bench.client import Endpoint
+from tokenfactory.bench.client import Endpoint, error_message
 
 
 def window(seconds: float) -> str:
@@ -34,7 +34,7 @@ def fetch_pnl(endpoint: Endpoint, admin_key: str, seconds: float) -> dict[str, A
     if response.status_code != 200:
         return {
             "window_asked": asked,
-            "error": f"HTTP {response.status_code}: {response.text[:200]}",
+            "error": f"HTTP {response.status_code}: {error_message(response.text)}",
         }
     body = response.json()
     if not isinstance(body, dict):

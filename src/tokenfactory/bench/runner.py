@@ -101,7 +101,7 @@ class _Run:
             return
         # The step's measured end is the loop's "now": the next one starts from there.
         nxt = self.workload.follow_up(r, s.end_s if s.end_s is not None else self.now(), s.ok)
-        if nxt is None:
+        if nxt is None or self.stop.is_set():
             self.conversations.end(r.session)
         else:
             self.launch(nxt, client)
@@ -120,6 +120,7 @@ class _Run:
                 await asyncio.wait_for(self.stop.wait(), self.bounds.duration_s)
             except TimeoutError:
                 self.stopped = "duration"
+                self.stop.set()  # no follow-up is launched from here on
             duration = self.now()
             for task in list(self.tasks):
                 task.cancel()
