@@ -104,7 +104,7 @@ async def _read_events(response: httpx.Response, s: Sample, clock: Callable[[], 
         except json.JSONDecodeError:
             s.status, s.error, s.end_s = HTTP_ERROR, f"not JSON in the stream: {data[:80]}", clock()
             return
-        if "error" in event:
+        if not isinstance(event, dict) or "error" in event:
             s.status, s.error, s.end_s = HTTP_ERROR, error_message(json.dumps(event)), clock()
             return
         tier = event.get("service_tier")

@@ -76,6 +76,19 @@ def summary(out: Console, s: Mapping[str, Any], title: str) -> None:
         f"({t['from_usage']} requests counted by the endpoint's usage, {t['counted']} by bench)",
         highlight=False,
     )
+    out.print(
+        "all tiers, p50 / p99 ms: "
+        + ", ".join(
+            f"{name} {_f(s[key]['p50'])} / {_f(s[key]['p99'])}"
+            for name, key in (
+                ("TTFT", "ttft_ms"),
+                ("TPOT", "tpot_ms"),
+                ("ITL", "itl_ms"),
+                ("E2E", "e2e_ms"),
+            )
+        ),
+        highlight=False,
+    )
     table = Table(
         "tier",
         "done/sent",
