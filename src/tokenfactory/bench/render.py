@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from tokenfactory.bench.compare import Row
 from tokenfactory.bench.sample import OK, RATE_LIMITED, UNFINISHED, Sample
@@ -90,7 +90,7 @@ def summary(out: Console, s: Mapping[str, Any], title: str) -> None:
         highlight=False,
     )
     table = Table(
-        "tier",
+        Column("tier", no_wrap=True),
         "done/sent",
         "429",
         "failed",
