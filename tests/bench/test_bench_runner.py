@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bench_helpers import MODEL, bench_json
 
-from tokenfactory.bench import Bounds, Endpoint, run_bench
+from tokenfactory.bench import BenchRun, Bounds, Endpoint, run_bench
 from tokenfactory.bench.sample import Sample
 from tokenfactory.workload import (
     AgentLoops,
@@ -18,8 +20,10 @@ from tokenfactory.workload import (
     Composite,
     Fixed,
     Ids,
+    Request,
     TierMix,
     poisson,
+    write_trace,
 )
 
 
@@ -126,3 +130,50 @@ def test_open_loop_requests_leave_on_schedule(twin: str) -> None:
     for s in result.samples:
         assert s.arrival_s == planned[s.id]
         assert 0 <= s.start_s - s.arrival_s < 0.05
+
+
+def test_cancelling_a_run_stops_it_and_keeps_what_was_measured(twin: str) -> None:
+    loop = ClosedLoop(4, 10_000, Fixed(50), Fixed(200), TierMix(), np.random.default_rng(0), Ids())
+
+    async def main() -> BenchRun:
+        runner: asyncio.Task[BenchRun] | None = None
+        done = 0
+
+        def seen(s: Sample) -> None:
+            nonlocal done
+            done += 1
+            if done == 6 and runner is not None:
+                runner.cancel()  # what asyncio.run does on Ctrl-C
+
+        runner = asyncio.create_task(run_bench(loop, Endpoint(twin, MODEL), Bounds(), seen))
+        return await runner
+
+    result = asyncio.run(main())
+    assert result.stopped == "interrupted"
+    statuses = [s.status for s in result.samples]
+    # The requests measured before the cut are kept; those in flight are cut off.
+    assert statuses.count("ok") >= 6 and set(statuses) <= {"ok", "unfinished"}
+    assert len(statuses) < 100
+
+
+def test_a_trace_is_replayed_row_by_row(
+    run: Callable[..., Any], twin: str, scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    rows = [
+        Request(0, 0.0, 30, 5, "realtime"),
+        Request(1, 0.05, 60, 7, "flex"),
+        Request(2, 0.1, 90, 9, "standard", session=1),
+        Request(3, 0.5, 90 + 9 + 11, 4, "standard", session=1, prefix_tokens=99, kind="chat"),
+    ]
+    write_trace(tmp_path / "trace.csv", rows)
+    path = scenario(f'[workload]\ntrace = "{tmp_path / "trace.csv"}"\n')
+    code, s = bench_json(run, f"{path} --url {twin} --out {tmp_path / 'run'}")
+    assert code == 0
+    assert s["requests_completed"] == 4
+    assert s["tokens"]["input"] == 30 + 60 + 90 + 110
+    assert s["tokens"]["output"] == 5 + 7 + 9 + 4
+    assert {t: v["requests"] for t, v in s["per_tier"].items()} == {
+        "realtime": 1,
+        "standard": 2,
+        "flex": 1,
+    }

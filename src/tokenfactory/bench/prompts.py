@@ -93,14 +93,14 @@ class Conversations:
     def messages(self, r: Request) -> list[Message]:
         """The messages for `r`: a fresh prompt, or its loop's history plus the new turn."""
         past = None if r.session is None else self._history.get(r.session)
-        if past is None or r.prefix_tokens == 0:
+        # The previous step's planned output: what the prefix holds beyond its prompt.
+        answer = -1 if past is None else r.prefix_tokens - past[1]
+        if past is None or r.prefix_tokens == 0 or answer < 0:
             messages = [{"role": "user", "content": filler(r.input_tokens, r.id)}]
         else:
-            before, before_input = past
-            answer = r.prefix_tokens - before_input  # the previous step's planned output
             added = r.input_tokens - r.prefix_tokens
             messages = [
-                *before,
+                *past[0],
                 {"role": "assistant", "content": filler(answer, r.id)},
                 {"role": "user", "content": filler(added, r.id + 1)},
             ]

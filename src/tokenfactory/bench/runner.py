@@ -33,7 +33,7 @@ class BenchRun:
 
     samples: list[Sample]
     duration_s: float
-    stopped: str  # "done", "duration" or "failures"
+    stopped: str  # "done", "duration", "failures" or "interrupted"
     errors: list[str] = field(default_factory=list)  # distinct error messages, first seen first
 
 
@@ -120,7 +120,10 @@ class _Run:
                 await asyncio.wait_for(self.stop.wait(), self.bounds.duration_s)
             except TimeoutError:
                 self.stopped = "duration"
-                self.stop.set()  # no follow-up is launched from here on
+            except asyncio.CancelledError:
+                # Ctrl-C (asyncio.run cancels the run): stop, and report what was measured.
+                self.stopped = "interrupted"
+            self.stop.set()  # no follow-up is launched from here on
             duration = self.now()
             for task in list(self.tasks):
                 task.cancel()
