@@ -130,6 +130,7 @@ def bench(
     workload = _workload(
         loaded, seed, qps, concurrency, requests, duration, input_tokens, output_tokens, mix
     )
+    _sendable(tuple(sorted({r.tier for r in workload.initial()})), "the workload")
     if requests is not None:
         workload = Capped(workload, requests)
     name = model or (loaded.scenario.model.name if loaded else None)
@@ -160,6 +161,8 @@ def bench(
             f"error: stopped after {Bounds().stop_after_failures} failures in a row",
             file=sys.stderr,
         )
+    if run.stopped == "interrupted":
+        raise SystemExit(130)
     if failed(summary):
         raise SystemExit(1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tokenfactory import workload
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -164,3 +167,16 @@ def test_bad_flags_are_one_line_and_exit_2(
     assert result.code == 2
     assert result.err.startswith("error: ") and message in result.err
     assert result.err.count("\n") == 1
+
+
+def test_a_trace_asking_for_batch_is_refused_before_anything_is_sent(
+    run: Callable[..., Any], scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    workload.write_trace(tmp_path / "trace.csv", [workload.Request(0, 0.0, 10, 5, "batch")])
+    path = scenario(f'[workload]\ntrace = "{tmp_path / "trace.csv"}"\n')
+    result = run("bench", str(path), "--url", "http://127.0.0.1:9/v1")
+    assert result.code == 2
+    assert result.err == (
+        "error: the workload: tier 'batch' cannot be sent as a chat completion (bench sends "
+        "realtime, standard, flex; batch goes through the Batch API)\n"
+    )

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
 from tokenfactory.bench.client import Endpoint, send
 from tokenfactory.bench.prompts import Conversations
-from tokenfactory.bench.sample import OK, RATE_LIMITED, UNFINISHED, Sample
+from tokenfactory.bench.sample import OK, RATE_LIMITED, Sample
 from tokenfactory.workload import Request, Workload
 
 # Consecutive failures (429 aside) after which the endpoint is taken to be down.
@@ -34,7 +34,6 @@ class BenchRun:
     samples: list[Sample]
     duration_s: float
     stopped: str  # "done", "duration", "failures" or "interrupted"
-    errors: list[str] = field(default_factory=list)  # distinct error messages, first seen first
 
 
 async def probe(endpoint: Endpoint) -> str | None:
@@ -87,7 +86,7 @@ class _Run:
         start = self.now()
         try:
             s = await send(client, self.endpoint, r, messages, self.now)
-        except asyncio.CancelledError:  # cut by --duration while in flight
+        except asyncio.CancelledError:  # in flight when the run was cut (--duration, Ctrl-C)
             left = Sample(
                 r.id, r.kind, r.tier, r.session, r.arrival_s, start, r.input_tokens, r.output_tokens
             )
@@ -128,11 +127,7 @@ class _Run:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-        errors: list[str] = []
-        for s in self.samples:
-            if s.error and s.error not in errors and s.status != UNFINISHED:
-                errors.append(s.error)
-        return BenchRun(self.samples, duration, self.stopped, errors)
+        return BenchRun(self.samples, duration, self.stopped)
 
 
 async def run_bench(
