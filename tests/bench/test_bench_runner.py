@@ -26,6 +26,10 @@ from tokenfactory.workload import (
     write_trace,
 )
 
+# How late the client may send a request that is due: one event-loop turn, on a machine
+# whose few cores the twin, the client and other tests share.
+LAG_S = 0.25
+
 
 def test_a_poisson_run_measures_every_request_with_the_endpoints_usage(
     run: Callable[..., object], twin: str
@@ -72,13 +76,13 @@ def test_a_closed_loop_keeps_exactly_n_requests_in_flight(twin: str) -> None:
     # each sent at the measured end of an earlier request.
     ends = [s.end_s or 0.0 for s in result.samples]
     follow_ups = sorted(s.start_s for s in result.samples)[4:]
-    assert all(min(abs(start - end) for end in ends) < 0.05 for start in follow_ups)
+    assert all(min(abs(start - end) for end in ends) < LAG_S for start in follow_ups)
 
 
 def test_sessions_and_agents_send_their_growing_context(twin: str) -> None:
     rng, ids = np.random.default_rng(3), Ids()
     chats = ChatSessions(
-        3, None, Fixed(3), Fixed(0.2), 40, Fixed(30), Fixed(12), TierMix(), rng, ids
+        3, None, Fixed(3), Fixed(0.5), 40, Fixed(30), Fixed(12), TierMix(), rng, ids
     )
     flex = TierMix((("flex", 1.0),))
     agents = AgentLoops(
@@ -101,7 +105,7 @@ def test_sessions_and_agents_send_their_growing_context(twin: str) -> None:
             assert after.prompt_tokens == before.prompt_tokens + before.completion_tokens + new
             assert before.end_s is not None
             gap = after.start_s - before.end_s
-            assert gap >= 0.2 if chat else gap < 0.05  # think time, or an agent at once
+            assert gap >= 0.5 if chat else gap < LAG_S  # think time, or an agent at once
     assert {s.tier for s in samples if s.kind == "agent"} == {"flex"}
 
 
@@ -129,7 +133,7 @@ def test_open_loop_requests_leave_on_schedule(twin: str) -> None:
     assert sorted(s.id for s in result.samples) == sorted(planned)
     for s in result.samples:
         assert s.arrival_s == planned[s.id]
-        assert 0 <= s.start_s - s.arrival_s < 0.05
+        assert 0 <= s.start_s - s.arrival_s < LAG_S
 
 
 def test_cancelling_a_run_stops_it_and_keeps_what_was_measured(twin: str) -> None:
