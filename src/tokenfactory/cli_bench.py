@@ -100,6 +100,10 @@ def bench(
     timeout: Annotated[
         float, typer.Option(help="Longest wait, in seconds, for the next byte of an answer.")
     ] = 300.0,
+    extra_body: Annotated[
+        str | None,
+        typer.Option(help="JSON object added to every request, e.g. '{\"ignore_eos\": true}'."),
+    ] = None,
     compare_sim: Annotated[
         bool,
         typer.Option("--compare-sim", help="Also simulate the workload: predicted vs measured."),
@@ -136,7 +140,8 @@ def bench(
     name = model or (loaded.scenario.model.name if loaded else None)
     if name is None:
         raise BadInput("--model: name the model to send (there is no scenario file)")
-    endpoint = Endpoint(url.rstrip("/"), name, api_key, timeout)
+    extra = _extra_body(extra_body) if extra_body else {}
+    endpoint = Endpoint(url.rstrip("/"), name, api_key, timeout, extra_body=extra)
     why = asyncio.run(probe(endpoint))
     if why is not None:
         print(f"error: {why}", file=sys.stderr)
@@ -205,6 +210,16 @@ def _check_flags(
     ):
         if value is not None and value < 1:
             raise BadInput(f"{flag} must be at least 1, got {value}", param=flag)
+
+
+def _extra_body(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"--extra-body: not JSON ({e})", param="--extra-body") from None
+    if not isinstance(value, dict):
+        raise BadInput("--extra-body must be a JSON object", param="--extra-body")
+    return value
 
 
 def _parse_tiers(text: str) -> TierMix:

@@ -92,3 +92,16 @@ def test_a_wrong_admin_key_leaves_the_run_whole_and_says_why(
     )
     assert code == 0 and s["requests_completed"] == 3
     assert s["pnl"]["error"] == "HTTP 403: this route needs the admin key"
+
+
+def test_extra_body_goes_out_with_every_request(run: Callable[..., Any], gateway: Gateway) -> None:
+    key = gateway.key()
+    base = f"--url {gateway.v1} --model {MODEL} --api-key {key} --requests 3 --input-tokens 20"
+    code, s = bench_json(run, base + ' --output-tokens 4 --extra-body {"temperature":0.5}')
+    assert code == 0 and s["requests_completed"] == 3
+    # The gateway refuses parameters it does not know, as OpenAI does: proof they were sent.
+    code, s = bench_json(run, base + ' --output-tokens 4 --extra-body {"ignore_eos":true}')
+    assert code == 1 and s["by_status"]["http_error"] == 3
+    assert "ignore_eos" in s["error_messages"][0]["message"]
+    result = run("bench", *base.split(), "--output-tokens", "4", "--extra-body", "[1]")
+    assert (result.code, result.err) == (2, "error: --extra-body must be a JSON object\n")
