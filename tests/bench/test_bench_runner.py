@@ -121,9 +121,9 @@ def test_duration_cuts_the_run_and_leaves_unfinished_requests_out(
     assert code == 0
     assert s["stopped"] == "duration"
     assert 8 <= s["requests_completed"] < 10_000
-    assert s["by_status"]["unfinished"] == 8  # each client's request in flight at the cut
+    assert 1 <= s["by_status"]["unfinished"] <= 8  # the clients' requests in flight at the cut
     assert s["requests"] == s["requests_completed"]  # the cut-off ones were not offered
-    assert s["duration_s"] < 1.1
+    assert s["duration_s"] < 1 + LAG_S
 
 
 def test_open_loop_requests_leave_on_schedule(twin: str) -> None:
