@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.exceptions import Abort, TyperException
 
-from tokenfactory import cli_floor, render, render_plan, render_sim, report_files
+from tokenfactory import cli_bench, cli_floor, render, render_plan, render_sim, report_files
 from tokenfactory.catalog import load_catalog
 from tokenfactory.config import load_scenario
 from tokenfactory.economics import evaluate, run_scenarios
@@ -44,6 +44,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(cli_floor.keys_app, name="keys")
 app.command()(cli_floor.serve)
 app.command()(cli_floor.report)
+app.command()(cli_bench.bench)
 
 CatalogFile = Annotated[
     Path | None,
@@ -185,7 +186,16 @@ def calibrate(
     measurements: Annotated[
         Path | None, typer.Option(help="Measurements TOML (default: the built-in set).")
     ] = None,
-    engine: Annotated[str, typer.Option(help="Engine kind whose parameters to fit.")] = "trtllm",
+    engine: Annotated[
+        str | None, typer.Option(help="Engine kind whose parameters to fit (default: trtllm).")
+    ] = None,
+    from_run: Annotated[
+        Path | None,
+        typer.Option("--from", help="Fit on a `bench --out` folder: the run's engine kind."),
+    ] = None,
+    to: Annotated[
+        Path | None, typer.Option(help="Also write the fitted parameters to this TOML file.")
+    ] = None,
     report: Annotated[
         bool, typer.Option("--report", help="Only compare predictions with measurements.")
     ] = False,
@@ -198,15 +208,27 @@ def calibrate(
 ) -> None:
     """Fit the performance model to measurements, or report how far it is from them."""
     cat = load_catalog(catalog)
-    rows = [m for m in load_measurements(measurements) if m.engine == engine]
+    if from_run is not None:
+        found = cli_bench.run_measurements(from_run)
+        engine = engine or found[0].engine
+    else:
+        engine = engine or "trtllm"
+        found = load_measurements(measurements)
+    rows = [m for m in found if m.engine == engine]
     if not rows:
         raise BadInput(f"no measurements of engine {engine!r}", param="--engine")
     eff = efficiency_for(engine)
     if not report:
-        eff = fit_efficiency(rows, eff, cat, iterations=iterations)
+        # A bench run's latency is the user's own engine's: fit it too (see sim/calibrate).
+        weight = 1.0 if from_run is not None else 0.0
+        eff = fit_efficiency(rows, eff, cat, iterations=iterations, latency_weight=weight)
+        source = f"fitted by tokenfactory calibrate on {len(rows)} measurements"
+        if from_run is not None:
+            source = f"fitted by tokenfactory calibrate --from {from_run}"
         if write:
-            source = f"fitted by tokenfactory calibrate on {len(rows)} measurements"
             write_efficiency(efficiency_path(), engine, eff, source)
+        if to is not None:
+            cli_bench.write_parameters(to, engine, eff, source)
     predictions, medians = calibration_report(rows, eff, cat)
     if as_json:
         _print_json(

@@ -111,12 +111,13 @@ def fit(
     catalog: Catalog,
     scale: float = 0.3,
     iterations: int = 120,
+    latency_weight: float = 0.0,
 ) -> Efficiency:
     """The parameters that make the simulator agree best with the measurements."""
 
     def objective(x: np.ndarray) -> float:
         eff = _from_vector(x)
-        return loss([predict(m, eff, catalog, scale) for m in measurements])
+        return loss([predict(m, eff, catalog, scale) for m in measurements], latency_weight)
 
     best = _nelder_mead(objective, _to_vector(start), iterations)
     return _from_vector(best)
