@@ -7,65 +7,70 @@ from datetime import datetime
 from decimal import Decimal
 
 import openai
-from floor_helpers import Gateway, MakeGateway, factory_toml, floors
+from floor_helpers import Gateway, floors
 
 from tokenfactory.ledger import Pnl
 
-# (tenant, service_tier asked, max_tokens, stream): every tier, two tenants, both APIs.
-TRAFFIC = [
-    ("acme", "priority", 24, True),
-    ("acme", "default", 40, False),
-    ("acme", "flex", 64, True),
-    ("acme", "priority", 16, False),
-    ("beta", "flex", 48, False),
-    ("beta", "default", 32, True),
-    ("beta", "flex", 80, True),
-    ("beta", "default", 20, False),
+# One request: (tenant, service_tier asked, max_tokens, stream).
+Call = tuple[str, str, int, bool]
+
+# Every tier, two tenants, both APIs. Outputs are long enough that each request's
+# attributed cost (the performance model's GPU-seconds at the catalog's H100 rate) is
+# whole micro-dollars, not rounded to zero.
+TRAFFIC: list[Call] = [
+    ("acme", "priority", 240, True),
+    ("acme", "default", 400, False),
+    ("acme", "flex", 640, True),
+    ("acme", "priority", 160, False),
+    ("beta", "flex", 480, False),
+    ("beta", "default", 320, True),
+    ("beta", "flex", 800, True),
+    ("beta", "default", 200, False),
 ]
-
-# A dear replica ($1 a second): the twin's short requests then cost whole micro-dollars,
-# so attributed cost is a number the tests can compare, not zero on both sides.
-COST_PER_HOUR = 3600
+ASK = "Write about the economics of a token factory. " * 8
 
 
-def priced_gateway(
-    make_gateway: MakeGateway, replicas: list[str], concurrency: int, database: str | None = None
-) -> Gateway:
-    """A gateway over `replicas` (twin URLs), each at COST_PER_HOUR; SQLite by default."""
-    text = factory_toml(replicas, concurrency=concurrency).replace(
-        'precision = "fp8"\n', f'precision = "fp8"\ncost_per_hour = {COST_PER_HOUR}\n'
-    )
-    return make_gateway(text=text, database=database)
+def busy_traffic(tenants: tuple[str, ...], per_tier: int) -> list[Call]:
+    """`per_tier` requests of each tier from each tenant, 200 to 1000 tokens long, one in
+    four streamed."""
+    calls: list[Call] = []
+    for t, tenant in enumerate(tenants):
+        for i in range(per_tier):
+            for j, tier in enumerate(("priority", "default", "flex")):
+                calls.append((tenant, tier, 200 + 200 * ((t + i + j) % 5), len(calls) % 4 == 0))
+    return calls
 
 
-def drive_traffic(gw: Gateway) -> dict[str, str]:
-    """Send TRAFFIC at once from two tenants; returns their keys once all requests ended."""
-    keys = {tenant: gw.key(tenant) for tenant in sorted({t for t, *_ in TRAFFIC})}
+def drive_traffic(gw: Gateway, traffic: list[Call] = TRAFFIC, rounds: int = 1) -> dict[str, str]:
+    """Send `traffic` all at once, each call `rounds` times in a row (a client that asks
+    again when answered); returns the tenants' keys once every request ended."""
+    keys = {tenant: gw.key(tenant) for tenant in sorted({t for t, *_ in traffic})}
     failures: list[BaseException] = []
 
     def one(tenant: str, tier: str, max_tokens: int, stream: bool) -> None:
-        client = openai.OpenAI(base_url=gw.v1, api_key=keys[tenant], max_retries=0, timeout=60)
+        client = openai.OpenAI(base_url=gw.v1, api_key=keys[tenant], max_retries=0, timeout=120)
         try:
-            answer = client.chat.completions.create(
-                model="llama-3.1-8b",
-                messages=[{"role": "user", "content": f"{tenant} asks for {tier} tokens"}],
-                max_tokens=max_tokens,
-                stream=stream,
-                service_tier=tier,  # type: ignore[arg-type]
-            )
-            if stream:
-                for _ in answer:  # type: ignore[union-attr]
-                    pass
+            for _ in range(rounds):
+                answer = client.chat.completions.create(
+                    model="llama-3.1-8b",
+                    messages=[{"role": "user", "content": f"{tenant} asks for {tier}. {ASK}"}],
+                    max_tokens=max_tokens,
+                    stream=stream,
+                    service_tier=tier,  # type: ignore[arg-type]
+                )
+                if stream:
+                    for _ in answer:  # type: ignore[union-attr]
+                        pass
         except BaseException as e:  # reported below, not swallowed
             failures.append(e)
 
-    threads = [threading.Thread(target=one, args=args) for args in TRAFFIC]
+    threads = [threading.Thread(target=one, args=args) for args in traffic]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=180)
     assert not failures, failures
-    assert len(gw.ledger.events()) == len(TRAFFIC)
+    assert len(gw.ledger.events()) == len(traffic) * rounds
     return keys
 
 

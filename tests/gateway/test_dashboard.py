@@ -6,6 +6,8 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from dashboard_helpers import drive_traffic, ledger_pnl, priced_gateway, usd
-from floor_helpers import ADMIN, MakeGateway, twin_app
+from dashboard_helpers import drive_traffic, ledger_pnl, usd
+from floor_helpers import ADMIN, MakeGateway, floors, twin_app
 from servers import serving
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.dashboard_data import service_levels
+from tokenfactory.ledger.records import round_usd, usd_to_micros
 from tokenfactory.ledger.series import Timing
 from tokenfactory.sched import TierRule
 
@@ -55,6 +58,35 @@ def test_the_json_needs_the_admin_key_and_refuses_bad_input_in_openais_shape(
     assert ok.json()["pnl"]["requests"]["total"] == 0
 
 
+def test_admin_routes_take_the_factory_admin_key_and_keys_made_admin(
+    twin: str, make_gateway: MakeGateway, run: Callable[..., Any], tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'admin.db'}"
+    gw = make_gateway([twin], database=database)
+    made = run("keys", "create", "--tenant", "ops", "--admin", "--database", database)
+    assert made.code == 0, made.err
+    ops = made.out.strip().splitlines()[-1]
+    retired, retired_secret = gw.ledger.create_key("old-ops", is_admin=True)
+    gw.ledger.revoke_key(retired.id)
+    cases = [
+        (ADMIN, 200),  # the factory file's admin_key
+        (ops, 200),  # made with `keys create --admin`
+        (gw.key("acme"), 403),  # a tenant's key
+        (retired_secret, 403),  # an admin key, revoked
+        ("tf-no-such-key", 403),
+    ]
+    for route in (ROUTE, "/v1/factory/pnl"):
+        for secret, status in cases:
+            r = httpx.get(gw.url + route, headers={"Authorization": f"Bearer {secret}"})
+            assert r.status_code == status, (route, secret[:8], r.text)
+            body = r.json()
+            if status == 403:
+                assert body["error"]["code"] == "forbidden"
+                assert "admin key" in body["error"]["message"]
+            else:  # the books, still empty
+                assert (body["pnl"] if route == ROUTE else body)["requests"]["total"] == 0
+
+
 def test_the_page_and_its_assets_come_from_the_gateway_alone(
     twin: str, make_gateway: MakeGateway
 ) -> None:
@@ -80,7 +112,7 @@ def test_numbers_are_the_ledgers_for_the_same_window(
     twin: str, make_gateway: MakeGateway, backend: str, request: pytest.FixtureRequest
 ) -> None:
     database = request.getfixturevalue("pg_database") if backend == "postgresql" else None
-    gw = priced_gateway(make_gateway, [twin, twin], concurrency=4, database=database)
+    gw = make_gateway([twin, twin], concurrency=4, database=database)
     drive_traffic(gw)
     r = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS, params={"window": "15m", "buckets": 30})
     assert r.status_code == 200, r.text
@@ -208,3 +240,83 @@ def test_attainment_counts_every_attempt_and_each_objective() -> None:
     fx = levels["flex"]
     assert (fx.requests, fx.served, fx.met, fx.attainment) == (1, 1, None, None)
     assert fx.ttft_p99_s == 30.0
+
+
+def test_a_window_longer_than_the_floor_has_run_counts_only_its_uptime(
+    twin: str, make_gateway: MakeGateway
+) -> None:
+    gw = make_gateway([twin, twin], concurrency=4)
+    drive_traffic(gw)
+    floor = floors[-1]
+    events = gw.ledger.events()
+    attributed = Counter[str]()
+    for e in events:
+        assert e.replica is not None
+        attributed[e.replica] += e.cost_micros
+
+    def idle_over(until: datetime) -> Decimal:
+        """Each replica's rate times the floor's uptime, less what its requests were
+        attributed, floored at zero: the idle cost of a window cut to the floor's start."""
+        uptime = Decimal((until - floor.started_at) // timedelta(microseconds=1)).scaleb(-6)
+        return sum(
+            (
+                max(round_usd(uptime * rate) - Decimal(attributed[name]).scaleb(-6), Decimal(0))
+                for name, rate in floor.cost_rates().items()
+            ),
+            Decimal(0),
+        )
+
+    data = httpx.get(gw.url + ROUTE, headers=ADMIN_HEADERS, params={"window": "15m"}).json()
+    started = floor.started_at.isoformat()
+    assert data["since"] == data["started_at"] == data["series"]["since"] == started
+    until = datetime.fromisoformat(data["until"])
+    assert until - floor.started_at < timedelta(minutes=2)  # up a short while, not 15 minutes
+    got = data["pnl"]
+    assert Decimal(got["window"]["seconds"]) == Decimal(
+        (until - floor.started_at) // timedelta(microseconds=1)
+    ).scaleb(-6)
+    assert Decimal(got["idle_cost_usd"]) == idle_over(until) > 0
+    assert got["requests"]["total"] == len(events)
+    revenue = sum(e.revenue_micros for e in events) - sum(attributed.values())
+    assert Decimal(got["profit_usd"]) == Decimal(revenue).scaleb(-6) - idle_over(until)
+    # The ledger over the whole 15 minutes would charge the replicas' time before the floor.
+    uncut = gw.ledger.pnl(until - timedelta(minutes=15), until, floor.cost_rates())
+    assert uncut["idle_cost_usd"] > Decimal(got["idle_cost_usd"]) * 5
+
+    # /v1/factory/pnl cuts its window the same way (money as JSON numbers there).
+    plain = httpx.get(gw.url + "/v1/factory/pnl?window=1h", headers=ADMIN_HEADERS).json()
+    assert plain["window"]["since"] == started
+    assert plain["idle_cost_usd"] == float(
+        idle_over(datetime.fromisoformat(plain["window"]["until"]))
+    )
+
+
+def test_attributed_cost_is_the_models_gpu_seconds_whatever_the_twins_speed(
+    catalog: Catalog, make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    # The same request on a twin in real time and on one 20 times faster: the same GPU
+    # work, so the same cost, the performance model's seconds at the H100's catalog rate.
+    billed: dict[float, tuple[int, float, float]] = {}
+    for speedup in (1.0, 20.0):
+        with serving(twin_app(catalog, speedup=speedup)) as twin:
+            gw = make_gateway([twin], database=f"sqlite:///{tmp_path / f'speed-{speedup}.db'}")
+            client = openai.OpenAI(base_url=gw.v1, api_key=gw.key(), max_retries=0, timeout=60)
+            client.chat.completions.create(
+                model="llama-3.1-8b",
+                messages=[{"role": "user", "content": "how much did this cost?"}],
+                max_tokens=600,
+            )
+            [event] = gw.ledger.events()
+            cost = floors[-1].costs["twin-0"]
+            assert cost.perf is not None  # a catalog GPU: cost from the model, not the clock
+            work = cost.perf.work_s(event.input_tokens, event.cached_tokens, event.output_tokens)
+            assert event.output_tokens == 600 and event.work_s == work
+            spent = round_usd(cost.usd_per_s * Decimal(repr(work)))
+            assert event.cost_micros == usd_to_micros(spent)
+            wall = (event.ended_at - event.started_at).total_seconds()
+            billed[speedup] = (event.cost_micros, work, wall)
+    (slow_cost, work, slow_wall), (fast_cost, *_) = billed[1.0], billed[20.0]
+    assert slow_cost == fast_cost > 0
+    # In real time the request held the replica far longer than the work it is billed for
+    # (the weight reads its batch shares are no one request's work): cost is not wall time.
+    assert slow_wall > 10 * work

@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -77,9 +77,14 @@ def create_app(floor: Floor) -> FastAPI:
             raise Unauthorized("invalid or revoked API key")
         return key
 
-    def admin(request: Request) -> None:
-        if not hmac.compare_digest(_bearer(request).encode(), floor.admin_key.encode()):
-            raise Forbidden("this route needs the admin key")
+    async def admin(request: Request) -> None:
+        """The factory file's admin key, or an active key made with `keys create --admin`."""
+        secret = _bearer(request)
+        if hmac.compare_digest(secret.encode(), floor.admin_key.encode()):
+            return
+        key = await keys.find(secret)
+        if key is None or not key.active or not key.is_admin:
+            raise Forbidden("this route needs an admin key")
 
     app.include_router(files.router(book, authorised))
     app.include_router(batches.router(book, runner, authorised))
@@ -105,9 +110,8 @@ def create_app(floor: Floor) -> FastAPI:
 
     @app.get("/v1/factory/pnl")
     async def pnl(request: Request, window: str = "1h") -> JSONResponse:
-        admin(request)
-        until = datetime.now(UTC)
-        since = until - timedelta(seconds=_window_s(window))
+        await admin(request)
+        since, until = floor.window(_window_s(window))
         report = await anyio.to_thread.run_sync(lambda: floor.pnl(since, until))
         return JSONResponse(json.loads(json.dumps(report, default=_plain)))
 

@@ -7,8 +7,7 @@ keeps it in the browser's localStorage and polls `/v1/factory/dashboard`, an adm
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 
 import anyio
@@ -27,7 +26,7 @@ CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 def install(
     app: FastAPI,
     floor: Floor,
-    admin: Callable[[Request], None],
+    admin: Callable[[Request], Awaitable[None]],
     window_s: Callable[[str], float],
 ) -> None:
     """Add the dashboard's routes: `/`, `/dashboard/*` and `/v1/factory/dashboard`."""
@@ -40,9 +39,8 @@ def install(
 
     @app.get("/v1/factory/dashboard")
     async def dashboard(request: Request, window: str = "15m", buckets: int = 60) -> JSONResponse:
-        admin(request)
-        until = datetime.now(UTC)
-        since = until - timedelta(seconds=window_s(window))
+        await admin(request)
+        since, until = floor.window(window_s(window))
         # The dispatcher lives on the event loop: read it here, the ledger in a thread.
         state = floor_state(floor)
         data = await anyio.to_thread.run_sync(lambda: snapshot(floor, since, until, buckets, state))

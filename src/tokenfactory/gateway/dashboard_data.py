@@ -106,6 +106,7 @@ def snapshot(
     data = {
         "since": since,
         "until": until,
+        "started_at": floor.started_at,
         "pnl": report,
         "series": over_time,
         "floor": state,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -53,14 +53,28 @@ class Floor:
     context: dict[str, int]  # served name -> the context window the engine serves
     admin_key: str
     engines: list[Engine] = field(default_factory=list)
+    # Its replicas cost money from here: the P&L counts no replica time before it.
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def cost_rates(self) -> dict[str, Decimal]:
         """Each replica's cost in dollars per second, for the P&L."""
         return {name: c.usd_per_s for name, c in self.costs.items()}
 
+    def window(self, seconds: float) -> tuple[datetime, datetime]:
+        """[since, until) of the last `seconds` up to now, cut to when this floor started."""
+        until = datetime.now(UTC)
+        return self.since(until - timedelta(seconds=seconds)), until
+
+    def since(self, since: datetime | None) -> datetime:
+        """A window's start, no earlier than this floor's: idle cost is only counted for
+        replica time this floor had (`None`: since it started)."""
+        return self.started_at if since is None else max(since, self.started_at)
+
     def pnl(self, since: datetime | None, until: datetime) -> dict[str, Any]:
-        """The ledger's P&L with the energy the replicas drew and tokens per joule."""
-        return with_energy(self.ledger.pnl(since, until, self.cost_rates()), self.costs)
+        """The ledger's P&L, from no earlier than this floor's start, with the energy the
+        replicas drew and tokens per joule."""
+        report = self.ledger.pnl(self.since(since), until, self.cost_rates())
+        return with_energy(report, self.costs)
 
 
 def with_energy(pnl: Pnl, costs: dict[str, ReplicaCost]) -> dict[str, Any]:

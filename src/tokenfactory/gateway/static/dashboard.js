@@ -62,6 +62,14 @@ function tick(v, unit) {
   return unit === "$" ? (v < 0 ? "-$" + text.slice(1) : "$" + text) : text + unit;
 }
 
+// Seconds as "42 s", "3 min 5 s" or "2 h 10 min".
+function duration(seconds) {
+  const s = Math.floor(Number(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
 function count(n) {
   return Number(n).toLocaleString("en-US");
 }
@@ -320,7 +328,12 @@ function render(data) {
   const info = document.getElementById("window-info");
   info.dataset.since = data.since;
   info.dataset.until = data.until;
-  info.textContent = `${data.since.slice(0, 19)} to ${data.until.slice(0, 19)} UTC, ${data.series.buckets.length} buckets of ${Number(data.series.step_s)} s`;
+  // A window reaching back before the gateway started is cut there: say so.
+  const cut = data.since === data.started_at;
+  info.dataset.cut = cut;
+  const from = cut ? `gateway start ${data.since.slice(0, 19)}` : data.since.slice(0, 19);
+  const asked = cut ? ` (up ${duration(data.pnl.window.seconds)} of the ${data.window} asked)` : "";
+  info.textContent = `${from} to ${data.until.slice(0, 19)} UTC${asked}, ${data.series.buckets.length} buckets of ${tick(Number(data.series.step_s), " s")}`;
   renderKpis(data);
   const starts = data.series.buckets.map((b) => b.start);
   lineChart("chart-tokens", "legend-tokens", starts, tokenSeries(data), (v) => tick(v, ""));
