@@ -37,6 +37,7 @@ from tokenfactory.gateway.floor import Result, Run
 from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.queue_limits import check_queue
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.gateway.sse import EventStream
 from tokenfactory.ledger import KeyRecord
@@ -113,14 +114,11 @@ class Generator:
             float(value),
             0.0,
         )
-        if not floor.dispatcher.admit(job):
-            if reserve:
-                await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
-            self.metrics.refused.labels("admission").inc()
-            raise RateLimited(
-                f"the {tier.name} tier cannot start this request in time; retry later",
-                retry_after_s=floor.dispatcher.expected_wait_s(),
-            )
+        try:
+            self._admit(job)
+        except RateLimited:
+            await self._refund(key, reserve)
+            raise
         request_id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
         engine_request = EngineRequest(
             request_id=request_id,
@@ -143,6 +141,11 @@ class Generator:
             first = await pieces.__anext__()
         except StopAsyncIteration:
             first = None
+        except RateLimited:
+            # It waited past its tier's patience without a place: refused, nothing ran.
+            self.metrics.refused.labels("patience").inc()
+            await self._refund(key, reserve)
+            raise
         except EngineError as e:
             await self._finish(run, ticket)
             raise EngineUnavailable(f"the engine failed before answering: {e}") from None
@@ -152,6 +155,26 @@ class Generator:
         if call.stream:
             return EventStream(self._sse(run, ticket, first, pieces, kind))
         return await self._whole(run, ticket, first, pieces, kind)
+
+    def _admit(self, job: Job) -> None:
+        """Raise RateLimited when the policy refuses the job or its tier's queue is full."""
+        dispatcher, tier = self.floor.dispatcher, job.tier.name
+        if not dispatcher.admit(job):
+            self.metrics.refused.labels("admission").inc()
+            raise RateLimited(
+                f"the {tier} tier cannot start this request in time; retry later",
+                retry_after_s=dispatcher.expected_wait_s(),
+            )
+        try:
+            check_queue(self.floor.factory.scheduler.queue_limits, tier, dispatcher)
+        except RateLimited:
+            self.metrics.refused.labels("queue_full").inc()
+            raise
+
+    async def _refund(self, key: KeyRecord, reserve: int) -> None:
+        """Give back a budget reservation for a request refused before it ran."""
+        if reserve:
+            await anyio.to_thread.run_sync(self.floor.ledger.spend, key.id, -reserve)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
@@ -168,6 +191,8 @@ class Generator:
             async for _ in pieces:
                 pass
         except EngineError as e:
+            # The client gets an error and none of the text: it pays for no tokens.
+            run.result.output_tokens = 0
             await self._finish(run, t)
             raise EngineUnavailable(f"the engine failed mid-request: {e}") from None
         except BaseException:
