@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fault_servers import AFTER, BEFORE, FaultyEngine, TwinProcess
-from floor_helpers import ADMIN, Gateway, MakeGateway
+from floor_helpers import ADMIN, Gateway, MakeGateway, floors
 from servers import free_port, serving
 
 MAX_TOKENS = 12
@@ -78,6 +78,18 @@ def wait_healthy(gw: Gateway, replica: str, value: float, deadline_s: float = 30
     while healthy(gw, replica) != value:
         assert time.monotonic() < limit, f"{replica} never became healthy={value}"
         time.sleep(0.05)  # polling the gateway's metrics, with a deadline
+
+
+def wait_idle(deadline_s: float = 30.0) -> None:
+    """Wait until the probe has seen every replica idle, so that an idle floor routes the
+    next request to the first replica (least load, ties to the lowest index)."""
+    limit = time.monotonic() + deadline_s
+    while any(
+        r.engine_load is not None and r.engine_load.running + r.engine_load.waiting
+        for r in floors[-1].dispatcher.replicas
+    ):
+        assert time.monotonic() < limit, "the replicas never looked idle"
+        time.sleep(0.05)  # polling the probe's view, with a deadline
 
 
 def wait_event(gw: Gateway, rid: str, deadline_s: float = 30.0) -> None:
@@ -162,21 +174,40 @@ def test_a_fault_after_streaming_started_is_a_clean_error_billed_for_what_arrive
     assert moved is not None and moved.replica == "r1"
 
 
-def test_a_whole_response_that_fails_midway_is_a_503_and_costs_the_client_nothing(
-    faulty_then_twin: tuple[FaultyEngine, list[str]], make_gateway: MakeGateway
+@pytest.mark.parametrize("fault", AFTER)
+def test_a_whole_response_that_fails_midway_starts_again_elsewhere_billed_once(
+    fault: str, faulty_then_twin: tuple[FaultyEngine, list[str]], make_gateway: MakeGateway
 ) -> None:
     engine, urls = faulty_then_twin
-    engine.fault, engine.tokens = "stall", 3
+    engine.fault, engine.tokens = fault, 3
     gw = make_gateway(text=factory(urls))
     key = gw.key(budget_usd=Decimal("1"))
-    answer = chat(gw, key)
-    assert answer["status"] == 503
-    assert_openai_error(answer["body"]["error"])
+    answer = chat(gw, key)  # not streamed: the client has received nothing yet
+    assert answer["status"] == 200
+    assert answer["body"]["usage"]["completion_tokens"] == MAX_TOKENS
+    assert not answer["body"]["choices"][0]["message"]["content"].startswith("w0 ")
     (event,) = gw.ledger.events()
-    assert event.outcome == "engine_error" and event.output_tokens == 0
-    assert event.revenue_micros == 0  # the client got none of the text
+    assert event.replica == "r1" and event.outcome == "ok" and engine.generations == 1
+    assert event.output_tokens == MAX_TOKENS  # the 3 thrown-away tokens cost it nothing
     record = gw.ledger.find_key(key)
-    assert record is not None and record.spent_micros == 0  # the reservation came back
+    assert record is not None and record.spent_micros == event.revenue_micros
+
+
+def test_a_whole_response_that_fails_midway_with_nowhere_else_is_a_503_and_free(
+    make_gateway: MakeGateway,
+) -> None:
+    engine = FaultyEngine("stall", tokens=3)
+    with serving(engine) as url:
+        gw = make_gateway(text=factory([url]))
+        key = gw.key(budget_usd=Decimal("1"))
+        answer = chat(gw, key)
+        assert answer["status"] == 503
+        assert_openai_error(answer["body"]["error"])
+        (event,) = gw.ledger.events()
+        assert event.outcome == "engine_error" and event.output_tokens == 0
+        assert event.revenue_micros == 0  # the client got none of the text
+        record = gw.ledger.find_key(key)
+        assert record is not None and record.spent_micros == 0  # the reservation came back
 
 
 def test_with_no_other_replica_the_fault_is_a_clean_503_and_the_service_stays_up(
@@ -221,6 +252,7 @@ def test_a_killed_engine_is_taken_out_and_probed_back_when_it_returns(
         # Back on its port: the probe puts it back and it serves again.
         killed.start()
         wait_healthy(gw, "r0", 1)
+        wait_idle()
         second = chat(gw, key)
         event = gw.ledger.event(second["body"]["id"])
         assert event is not None and event.replica == "r0" and event.error is None
@@ -233,6 +265,7 @@ def test_a_killed_engine_is_taken_out_and_probed_back_when_it_returns(
             "stream": True,
         }
         pieces, rid, error = 0, "", None
+        wait_idle()
         with httpx.stream(
             "POST",
             gw.v1 + "/chat/completions",
@@ -261,6 +294,7 @@ def test_a_killed_engine_is_taken_out_and_probed_back_when_it_returns(
 
         killed.start()
         wait_healthy(gw, "r0", 1)
+        wait_idle()
         third = chat(gw, key)
         event = gw.ledger.event(third["body"]["id"])
         assert event is not None and event.replica == "r0" and event.output_tokens == MAX_TOKENS

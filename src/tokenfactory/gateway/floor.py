@@ -53,6 +53,9 @@ class Run:
     session: str | None = None
     result: Result = field(default_factory=Result)
     arrived: float = field(default_factory=time.monotonic)
+    # Whether text generated so far can be thrown away (a whole response: the client
+    # has received none of it), so an engine fault may restart it elsewhere.
+    restartable: bool = False
 
     async def stream(self) -> AsyncGenerator[str, None]:
         """Generated text as it comes; ends when the request is done or fails."""
@@ -69,22 +72,17 @@ class Run:
                 r.queued_s += time.monotonic() - queued_at
                 r.replica = lease.replica.name
                 attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
-                before = (r.engine_s, r.output_tokens, r.prompt_tokens, r.cached_tokens)
                 try:
                     async for piece in self._attempt(lease, attempt):
                         yield piece
                 except EngineError as e:
                     failed |= {lease.replica.index}
-                    if not retriable(e, r.text, r.retries) or not (
+                    delivered = "" if self.restartable else r.text
+                    if not retriable(e, delivered, r.retries) or not (
                         self.dispatcher.healthy_elsewhere(failed)
                     ):
                         raise
-                    # Nothing reached the client: the attempt costs it nothing (its time
-                    # counts as waiting, its replica time as that replica's idle cost).
-                    r.queued_s += r.engine_s - before[0]
-                    r.engine_s, r.output_tokens, r.prompt_tokens, r.cached_tokens = before
-                    r.outcome, r.retries = OK, r.retries + 1
-                    r.error = f"retried on another replica after: {e}"
+                    self._restart(e)
                     continue
                 if not lease.paused:
                     return
@@ -93,6 +91,16 @@ class Run:
         except (GeneratorExit, anyio.get_cancelled_exc_class()):
             r.outcome = CANCELLED  # the client left (or the handler was cancelled)
             raise
+
+    def _restart(self, error: EngineError) -> None:
+        """Start again from nothing: the client has received nothing, so it pays nothing
+        for what came before (its time counts as waiting, the replicas' as idle cost)."""
+        r = self.result
+        r.queued_s, r.engine_s = r.queued_s + r.engine_s, 0.0
+        r.text, r.output_tokens, r.prompt_tokens, r.cached_tokens = "", 0, None, 0
+        r.ttft_s, r.finish_reason, r.outcome = None, "stop", OK
+        r.retries += 1
+        r.error = f"retried on another replica after: {error}"
 
     async def _acquire(self, failed: frozenset[int]) -> Lease:
         """A place; preemptible work not yet started waits no longer than its patience."""

@@ -132,7 +132,9 @@ class Generator:
             params=call.params(),
             priority=tier.rank,
         )
-        run = Run(job, engine_request, floor.dispatcher, session=call.user)
+        run = Run(
+            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
+        )
         ticket = _Ticket(
             key, call, tier, model.id, request_id, reserve, datetime.now(UTC), prompt_estimate
         )
