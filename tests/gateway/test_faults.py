@@ -6,9 +6,11 @@ probed back."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,9 @@ import pytest
 from fault_servers import AFTER, BEFORE, FaultyEngine, TwinProcess
 from floor_helpers import ADMIN, Gateway, MakeGateway, floors
 from servers import free_port, serving
+
+from tokenfactory.config.factory import FactoryFile, QueueLimitsSpec, ReplicaSpec, ServerSpec
+from tokenfactory.config.load import load_model_text
 
 MAX_TOKENS = 12
 
@@ -302,3 +307,17 @@ def test_a_killed_engine_is_taken_out_and_probed_back_when_it_returns(
     finally:
         if killed.process is not None and killed.process.poll() is None:
             killed.kill()
+
+
+def test_the_documented_fault_and_queue_settings_are_the_defaults() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "factory.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    documented = load_model_text(block.group(1), "factory.md", FactoryFile)[0]
+    replica = documented.replicas[0]
+    for name in ("connect_timeout_s", "first_token_timeout_s", "stall_timeout_s"):
+        assert getattr(replica, name) == ReplicaSpec.model_fields[name].default, name
+    assert documented.server.health_probe_s == ServerSpec().health_probe_s
+    assert documented.scheduler.queue_limits == QueueLimitsSpec()
+    for heading in ("## Engine faults", "## Overload: queue limits"):
+        assert heading in doc

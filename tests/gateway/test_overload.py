@@ -18,11 +18,18 @@ from floor_helpers import ADMIN, Gateway, MakeGateway, twin_app
 from servers import serving
 
 from tokenfactory.catalog import Catalog
+from tokenfactory.config.factory import QueueLimitsSpec
+from tokenfactory.engines.openai_http import OpenAIEngine
+from tokenfactory.errors import RateLimited
+from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
+from tokenfactory.gateway.queue_limits import check_queue
+from tokenfactory.sched import POLICIES, Job, TierRule
 
 PLACES = 4  # one replica running four requests at once
 LIMITS = {"realtime": 16, "standard": 8, "flex": 4}
 ASKED_AS = {"realtime": "priority", "standard": None, "flex": "flex"}
 MAX_TOKENS = 48
+FLEX = TierRule("flex", 2, 0.5, None, None, 900.0, True)
 
 
 @pytest.fixture
@@ -197,3 +204,20 @@ def test_flex_that_cannot_start_within_its_patience_is_refused_and_refunded(
     assert record is not None and record.spent_micros == event.revenue_micros
     text = httpx.get(gw.url + "/metrics", timeout=10).text
     assert metric(text, "tokenfactory_refused_total", 'reason="patience"') == 1
+
+
+def test_a_queue_limit_refuses_only_requests_that_would_wait() -> None:
+    async def scenario() -> None:
+        engine = OpenAIEngine("r0", "http://127.0.0.1:9", "m")  # never started
+        d = Dispatcher([ReplicaSlot(0, "r0", engine, 1)], POLICIES["fcfs"], "least_load")
+        none_may_wait = QueueLimitsSpec(flex=0)
+        check_queue(none_may_wait, "flex", d)  # a free place: it runs, nothing waits
+        held = await d.acquire(Job(1, FLEX, 0.0, 10, 10, 0.1, 1.0))
+        with pytest.raises(RateLimited) as refused:
+            check_queue(none_may_wait, "flex", d)
+        assert "queue is full" in refused.value.message and refused.value.retry_after_s >= 0
+        check_queue(none_may_wait, "batch", d)  # batch is paced elsewhere: never limited
+        d.release(held)
+        check_queue(none_may_wait, "flex", d)
+
+    asyncio.run(scenario())

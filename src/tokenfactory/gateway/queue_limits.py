@@ -25,6 +25,8 @@ def check_queue(limits: QueueLimitsSpec, tier: str, dispatcher: Dispatcher) -> N
     limit = queue_limit(limits, tier)
     if limit is None or dispatcher.queued_by_tier().get(tier, 0) < limit:
         return
+    if any(r.healthy and r.free > 0 for r in dispatcher.replicas):
+        return  # it will not wait (a limit of 0 still lets it take a free place)
     raise RateLimited(
         f"the {tier} tier's queue is full ({limit} requests waiting); retry later",
         retry_after_s=dispatcher.expected_wait_s(),
