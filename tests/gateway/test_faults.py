@@ -149,6 +149,8 @@ def test_a_request_that_has_not_started_is_retried_once_on_another_replica(
     record = gw.ledger.find_key(key)
     assert record is not None and record.spent_micros == event.revenue_micros > 0
     assert healthy(gw, "r0") == 0 and healthy(gw, "r1") == 1
+    metrics = httpx.get(gw.url + "/metrics", timeout=10).text
+    assert 'tokenfactory_retries_total{tier="standard"} 1.0' in metrics
     if fault == "hang":  # the wait on the hung engine counts as queueing, not service
         assert event.queued_s >= 0.5
 

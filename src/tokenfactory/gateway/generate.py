@@ -336,6 +336,7 @@ class Generator:
         if billed != tier.name:
             m.slo_misses.labels(tier.name).inc()
         m.preemptions.inc(r.preemptions)
+        m.retries.labels(tier.name).inc(r.retries)
 
 
 @dataclass
