@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -237,6 +238,30 @@ def test_with_no_other_replica_the_fault_is_a_clean_503_and_the_service_stays_up
             gw.v1 + "/factory/pnl", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
         )
         assert pnl.status_code == 200
+
+
+def test_an_engine_that_stops_accepting_connections_times_out_on_connect(
+    twin: str, make_gateway: MakeGateway
+) -> None:
+    port = free_port()
+    with serving(FaultyEngine("http_500"), port=port) as url:
+        # It answered its health check; a long first-token timeout leaves connecting to
+        # its own timeout.
+        gw = make_gateway(text=factory([url, twin], first_token_s=10))
+    # Now its port listens but never accepts: once the one-place backlog is taken, a
+    # connection attempt hangs (the kernel drops the handshake), as a wedged host does.
+    with socket.socket() as wedged, socket.socket() as taken:
+        wedged.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        wedged.bind(("127.0.0.1", port))
+        wedged.listen(0)
+        taken.connect(("127.0.0.1", port))
+        answer = chat(gw, gw.key())
+    assert answer["status"] == 200
+    event = gw.ledger.event(answer["body"]["id"])
+    assert event is not None and event.replica == "r1" and event.output_tokens == MAX_TOKENS
+    assert event.error is not None and "ConnectTimeout" in event.error
+    assert event.queued_s >= 1.0  # the configured connect_timeout_s, spent waiting
+    assert healthy(gw, "r0") == 0
 
 
 def test_a_killed_engine_is_taken_out_and_probed_back_when_it_returns(
