@@ -109,7 +109,7 @@ async def burst(gw: Gateway, key: str) -> list[tuple[str, httpx.Response]]:
         deadline = time.monotonic() + 60
         while True:  # realtime arrives while standard requests wait
             text = (await client.get(gw.url + "/metrics")).text
-            if metric(text, "tokenfactory_queue_depth", 'tier="standard"') >= 2:
+            if metric(text, "tokenfactory_queue_depth", 'tier="standard"') >= 6:
                 break
             assert time.monotonic() < deadline, "the standard queue never formed"
             await asyncio.sleep(0.01)  # polling the gateway's metrics, with a deadline
@@ -175,7 +175,9 @@ def test_a_burst_of_ten_times_capacity_is_shed_by_tier_and_nothing_is_lost(
     for rt in (e for e in events.values() if e.tier_requested == "realtime"):
         waiting = [s for s in standard if s.started_at < rt.started_at < start(s)]
         assert waiting  # it did arrive behind a standard queue
-        assert all(start(rt) <= start(s) + timedelta(milliseconds=10) for s in waiting)
+        # (Placed in the same instant, the two can read apart by a thread switch or two;
+        # behind them, as first come first served would place it, is a service time.)
+        assert all(start(rt) <= start(s) + timedelta(milliseconds=100) for s in waiting)
 
 
 def test_flex_that_cannot_start_within_its_patience_is_refused_and_refunded(
