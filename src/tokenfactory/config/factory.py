@@ -33,6 +33,7 @@ class ServerSpec(Table):
     admin_key: str | None = None  # default: $TOKENFACTORY_ADMIN_KEY, else one is made
     max_body_bytes: int = Field(default=4_000_000, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
+    health_probe_s: float = Field(default=2.0, gt=0)  # how often an unhealthy replica is probed
 
 
 class ReplicaSpec(Table):
@@ -49,6 +50,11 @@ class ReplicaSpec(Table):
     tensor_parallel: int = Field(default=1, gt=0)
     precision: Precision = "bf16"
     max_concurrency: int = Field(default=8, gt=0)  # requests the gateway runs here at once
+    # Faults: past these the attempt fails, the replica is marked unhealthy and a request
+    # that has not started streaming is retried once on another replica.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_token_timeout_s: float = Field(default=60.0, gt=0)
+    stall_timeout_s: float = Field(default=30.0, gt=0)  # longest gap between two tokens
     cost_per_hour: Money | None = Field(default=None, ge=0)  # all-in, for hosts w/o a GPU
     economics: EconomicsSpec = EconomicsSpec()
 
@@ -63,11 +69,21 @@ class ReplicaSpec(Table):
         return self
 
 
+class QueueLimitsSpec(Table):
+    """`[scheduler.queue_limits]`: requests of each tier that may wait for a place; more
+    are refused with 429 and Retry-After, so a burst cannot grow the gateway's memory."""
+
+    realtime: int = Field(default=256, ge=0)
+    standard: int = Field(default=256, ge=0)
+    flex: int = Field(default=64, ge=0)
+
+
 class FactorySchedulerSpec(Table):
     """The floor's scheduling policy and router."""
 
     policy: Literal["fcfs", "priority", "value"] = "value"
     router: Literal["round_robin", "least_load", "prefix_affinity"] = "least_load"
+    queue_limits: QueueLimitsSpec = QueueLimitsSpec()
 
 
 class FactoryFile(Table):

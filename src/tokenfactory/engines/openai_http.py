@@ -85,6 +85,7 @@ class OpenAIEngine:
         model: str,
         api_key: str | None = None,
         timeout: float = 120.0,
+        connect_timeout: float = 10.0,
         metrics_url: str | None = None,
         send_priority: bool = False,
         continue_final_message: bool = False,
@@ -101,7 +102,7 @@ class OpenAIEngine:
         self.metrics_url = metrics_url or self.base_url + "/metrics"
         self.health_paths = tuple(health_paths)
         self.ready_timeout = ready_timeout
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client: httpx.AsyncClient | None = None
         self._tokenize_path: str | None = None  # learnt on the first count_tokens
@@ -211,7 +212,7 @@ class OpenAIEngine:
             raise EngineError(f"{self.name}: timed out ({exc!r})", started=started) from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"{self.name}: {exc!r}", started=started) from exc
-        except ValueError as exc:  # a chunk that is not JSON
+        except (ValueError, TypeError, AttributeError) as exc:  # not JSON, or not a chunk
             raise EngineError(f"{self.name}: bad stream chunk: {exc}", started=started) from exc
         if not finished:
             # llama-cpp-python ends an interrupted request with a bare [DONE], for one.

@@ -38,7 +38,6 @@ from tokenfactory.ledger import KeyRecord
 from tokenfactory.ledger.batches import BatchBook
 
 log = logging.getLogger("tokenfactory.gateway")
-HEALTH_PROBE_S = 2.0  # how often an unhealthy replica is probed to bring it back
 WINDOWS = {"m": 60, "h": 3600, "d": 86400}
 
 
@@ -179,7 +178,7 @@ def _plain(value: object) -> object:
 async def _probe(floor: Floor) -> None:
     """Read engines' load signals; bring replicas back once their health check answers."""
     while True:
-        await asyncio.sleep(HEALTH_PROBE_S)
+        await asyncio.sleep(floor.factory.server.health_probe_s)
         for r in floor.dispatcher.replicas:
             try:
                 if r.healthy:

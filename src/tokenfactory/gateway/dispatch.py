@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tokenfactory.engines.base import Engine, Load
+from tokenfactory.gateway.faults import Timeouts
 from tokenfactory.sched import Job, Policy, ReplicaLoad, route
 
 # Weight of the newest request in the running mean of service time (for wait estimates).
@@ -37,6 +38,7 @@ class ReplicaSlot:
     running: dict[int, Lease] = field(default_factory=dict)
     healthy: bool = True
     engine_load: Load | None = None  # the engine's own signals (vLLM's /metrics), if any
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def free(self) -> int:
@@ -69,6 +71,7 @@ class _Waiter:
     job: Job
     session: str | None
     future: asyncio.Future[Lease]
+    avoid: frozenset[int] = frozenset()  # replicas this request already failed on
 
 
 class Dispatcher:
@@ -116,10 +119,15 @@ class Dispatcher:
         return self.policy.admit(job, self.expected_wait_s())
 
     # -- places -------------------------------------------------------------------
-    async def acquire(self, job: Job, session: str | None = None) -> Lease:
-        """Wait for a place on a replica, in policy order; may pause cheaper work."""
+    async def acquire(
+        self, job: Job, session: str | None = None, avoid: frozenset[int] = frozenset()
+    ) -> Lease:
+        """Wait for a place on a replica, in policy order; may pause cheaper work.
+
+        `avoid`: replicas to pass over while a healthy one outside them exists (a retry).
+        """
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(job, session, loop.create_future())
+        waiter = _Waiter(job, session, loop.create_future(), avoid)
         key = self.policy.key(job, self.clock())
         heapq.heappush(self._waiting, (key, next(self._order), waiter))
         self._wake()
@@ -142,6 +150,10 @@ class Dispatcher:
             self.mean_service_s += SERVICE_EWMA * (elapsed - self.mean_service_s)
         self._wake()
 
+    def healthy_elsewhere(self, avoid: frozenset[int]) -> bool:
+        """Whether a healthy replica outside `avoid` exists (busy or not)."""
+        return any(r.healthy and r.index not in avoid for r in self.replicas)
+
     def mark(self, replica: ReplicaSlot, healthy: bool) -> None:
         """Take a replica out of routing (or put it back) and re-place waiters."""
         replica.healthy = healthy
@@ -162,7 +174,9 @@ class Dispatcher:
             waiter.future.set_result(lease)
 
     def _place(self, waiter: _Waiter) -> ReplicaSlot | None:
-        open_ = [r for r in self.replicas if r.free > 0 and r.healthy]
+        # A retry keeps off the replicas it failed on, unless no other one is left.
+        avoid = waiter.avoid if self.healthy_elsewhere(waiter.avoid) else frozenset()
+        open_ = [r for r in self.replicas if r.free > 0 and r.healthy and r.index not in avoid]
         if not open_:
             return None
         home = self._homes.get(waiter.session) if waiter.session else None

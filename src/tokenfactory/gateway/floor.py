@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 import anyio
 
 from tokenfactory.engines.base import EngineError, EngineRequest, Usage
+from tokenfactory.errors import RateLimited
 from tokenfactory.gateway.dispatch import Dispatcher, Lease
+from tokenfactory.gateway.faults import guarded, is_fault, retriable
 from tokenfactory.sched import Job
 
 OK, CANCELLED, RESUMED, ENGINE_ERROR = "ok", "client_cancelled", "preempted_resumed", "engine_error"
@@ -37,6 +39,7 @@ class Result:
     ttft_s: float | None = None
     engine_s: float = 0.0  # seconds it held a place on a replica, over all attempts
     preemptions: int = 0
+    retries: int = 0  # attempts that failed on an engine before any token was sent
     error: str | None = None
 
 
@@ -50,23 +53,37 @@ class Run:
     session: str | None = None
     result: Result = field(default_factory=Result)
     arrived: float = field(default_factory=time.monotonic)
+    # Whether text generated so far can be thrown away (a whole response: the client
+    # has received none of it), so an engine fault may restart it elsewhere.
+    restartable: bool = False
 
     async def stream(self) -> AsyncGenerator[str, None]:
         """Generated text as it comes; ends when the request is done or fails."""
         r = self.result
         wanted = self.request.max_tokens
+        failed: frozenset[int] = frozenset()
         try:
             while True:
                 remaining = None if wanted is None else wanted - r.output_tokens
                 if remaining is not None and remaining <= 0:
                     return  # paused after its last token (engines may overrun on UTF-8)
                 queued_at = time.monotonic()
-                lease = await self.dispatcher.acquire(self.job, self.session)
+                lease = await self._acquire(failed)
                 r.queued_s += time.monotonic() - queued_at
                 r.replica = lease.replica.name
                 attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
-                async for piece in self._attempt(lease, attempt):
-                    yield piece
+                try:
+                    async for piece in self._attempt(lease, attempt):
+                        yield piece
+                except EngineError as e:
+                    failed |= {lease.replica.index}
+                    delivered = "" if self.restartable else r.text
+                    if not retriable(e, delivered, r.retries) or not (
+                        self.dispatcher.healthy_elsewhere(failed)
+                    ):
+                        raise
+                    self._restart(e)
+                    continue
                 if not lease.paused:
                     return
                 r.preemptions += 1
@@ -75,13 +92,37 @@ class Run:
             r.outcome = CANCELLED  # the client left (or the handler was cancelled)
             raise
 
+    def _restart(self, error: EngineError) -> None:
+        """Start again from nothing: the client has received nothing, so it pays nothing
+        for what came before (its time counts as waiting, the replicas' as idle cost)."""
+        r = self.result
+        r.queued_s, r.engine_s = r.queued_s + r.engine_s, 0.0
+        r.text, r.output_tokens, r.prompt_tokens, r.cached_tokens = "", 0, None, 0
+        r.ttft_s, r.finish_reason, r.outcome = None, "stop", OK
+        r.retries += 1
+        r.error = f"retried on another replica after: {error}"
+
+    async def _acquire(self, failed: frozenset[int]) -> Lease:
+        """A place; preemptible work not yet started waits no longer than its patience."""
+        job = self.job
+        if not job.tier.preemptible or self.result.text or failed:
+            return await self.dispatcher.acquire(job, self.session, failed)
+        patience = job.tier.patience_s - (time.monotonic() - self.arrived)
+        with anyio.move_on_after(patience):
+            return await self.dispatcher.acquire(job, self.session, failed)
+        raise RateLimited(
+            f"the {job.tier.name} tier could not start this request within its "
+            f"patience of {job.tier.patience_s:g}s; retry later",
+            retry_after_s=self.dispatcher.expected_wait_s(),
+        )
+
     async def _attempt(self, lease: Lease, request: EngineRequest) -> AsyncGenerator[str, None]:
         """One try on one replica; the place is given back however it ends."""
         r, engine = self.result, lease.replica.engine
         started = time.monotonic()
         text, pieces = "", 0
         usage: Usage | None = None
-        stream = engine.stream(request)
+        stream = guarded(engine.name, engine.stream(request), lease.replica.timeouts)
         try:
             async for item in stream:
                 if isinstance(item, Usage):
@@ -103,7 +144,8 @@ class Run:
                     break
         except EngineError as e:
             r.outcome, r.error = ENGINE_ERROR, str(e)
-            self.dispatcher.mark(lease.replica, healthy=False)
+            if is_fault(e):
+                self.dispatcher.mark(lease.replica, healthy=False)
             raise
         finally:
             # The place goes back first, synchronously: nothing below may be skipped by a

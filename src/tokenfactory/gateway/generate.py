@@ -38,6 +38,7 @@ from tokenfactory.gateway.floor import Result, Run
 from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.queue_limits import check_queue
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.gateway.sse import EventStream
 from tokenfactory.ledger import KeyRecord
@@ -95,15 +96,14 @@ class Generator:
         if reserve and not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
             self.metrics.refused.labels("budget").inc()
             raise QuotaExceeded("the key's budget is spent; raise it or use another key")
-        if not floor.dispatcher.admit(job):
-            if reserve:
-                await anyio.to_thread.run_sync(floor.ledger.spend, key.id, -reserve)
-            self.metrics.refused.labels("admission").inc()
-            raise RateLimited(
-                f"the {tier.name} tier cannot start this request in time; retry later",
-                retry_after_s=floor.dispatcher.expected_wait_s(),
-            )
-        run = Run(job, engine_request, floor.dispatcher, session=call.user)
+        try:
+            self._admit(job)
+        except RateLimited:
+            await self._refund(key, reserve)
+            raise
+        run = Run(
+            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
+        )
         ticket = _Ticket(
             key, call, tier, p.model_id, request_id, reserve, datetime.now(UTC), p.prompt_estimate
         )
@@ -112,6 +112,11 @@ class Generator:
             first = await pieces.__anext__()
         except StopAsyncIteration:
             first = None
+        except RateLimited:
+            # It waited past its tier's patience without a place: refused, nothing ran.
+            self.metrics.refused.labels("patience").inc()
+            await self._refund(key, reserve)
+            raise
         except EngineError as e:
             await self._finish(run, ticket)
             raise EngineUnavailable(f"the engine failed before answering: {e}") from None
@@ -167,6 +172,26 @@ class Generator:
         )
         return Prepared(model.id, prompt_estimate, output_estimate, value, job, request)
 
+    def _admit(self, job: Job) -> None:
+        """Raise RateLimited when the policy refuses the job or its tier's queue is full."""
+        dispatcher, tier = self.floor.dispatcher, job.tier.name
+        if not dispatcher.admit(job):
+            self.metrics.refused.labels("admission").inc()
+            raise RateLimited(
+                f"the {tier} tier cannot start this request in time; retry later",
+                retry_after_s=dispatcher.expected_wait_s(),
+            )
+        try:
+            check_queue(self.floor.factory.scheduler.queue_limits, tier, dispatcher)
+        except RateLimited:
+            self.metrics.refused.labels("queue_full").inc()
+            raise
+
+    async def _refund(self, key: KeyRecord, reserve: int) -> None:
+        """Give back a budget reservation for a request refused before it ran."""
+        if reserve:
+            await anyio.to_thread.run_sync(self.floor.ledger.spend, key.id, -reserve)
+
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
             raise BadInput(f"service_tier {service_tier!r} is not offered", param="service_tier")
@@ -182,6 +207,8 @@ class Generator:
             async for _ in pieces:
                 pass
         except EngineError as e:
+            # The client gets an error and none of the text: it pays for no tokens.
+            run.result.output_tokens = 0
             await self._finish(run, t)
             raise EngineUnavailable(f"the engine failed mid-request: {e}") from None
         except BaseException:
@@ -324,6 +351,7 @@ class Generator:
         if billed != tier.name:
             m.slo_misses.labels(tier.name).inc()
         m.preemptions.inc(r.preemptions)
+        m.retries.labels(tier.name).inc(r.retries)
 
 
 @dataclass(frozen=True, slots=True)

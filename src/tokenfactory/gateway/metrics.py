@@ -78,6 +78,12 @@ class FloorMetrics:
             "Requests paused to make room for paying work.",
             registry=r,
         )
+        self.retries = Counter(
+            "tokenfactory_retries",
+            "Requests run again on another replica after an engine fault, by tier.",
+            ["tier"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "tokenfactory_queue_depth",
             "Requests waiting for a place, by tier.",

@@ -19,6 +19,7 @@ from tokenfactory.economics import Prices
 from tokenfactory.economics.query import resolve_hardware
 from tokenfactory.engines.base import Engine
 from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
+from tokenfactory.gateway.faults import Timeouts
 from tokenfactory.gateway.meter import ReplicaCost
 from tokenfactory.ledger import Ledger, Pnl
 from tokenfactory.perf.efficiency import efficiency_for
@@ -100,7 +101,8 @@ def build_floor(factory: FactoryFile, catalog: Catalog, database: str | None = N
     context: dict[str, int] = {}
     for index, spec in enumerate(factory.replicas):
         engine = make_engine(spec)
-        slots.append(ReplicaSlot(index, spec.name, engine, spec.max_concurrency))
+        timeouts = Timeouts(spec.first_token_timeout_s, spec.stall_timeout_s)
+        slots.append(ReplicaSlot(index, spec.name, engine, spec.max_concurrency, timeouts=timeouts))
         costs[spec.name] = replica_cost(spec, catalog)
         model = catalog.model(spec.model)
         served = spec.served_model or spec.model
@@ -152,7 +154,12 @@ def make_engine(spec: ReplicaSpec) -> Engine:
     # vLLM (and the twin, which speaks like it) take a priority and continue a message.
     vllm_like = spec.engine in ("vllm", "twin")
     return OpenAIEngine(
-        spec.name, spec.url, served, send_priority=vllm_like, continue_final_message=vllm_like
+        spec.name,
+        spec.url,
+        served,
+        connect_timeout=spec.connect_timeout_s,
+        send_priority=vllm_like,
+        continue_final_message=vllm_like,
     )
 
 
