@@ -152,3 +152,18 @@ def test_value_pauses_nothing_for_paying_work_that_can_wait_for_a_place(make_set
     assert max(firsts) < flex_end  # each took a place before the queued flex did
     _, fcfs_flex_end, fcfs_firsts = run("fcfs")
     assert max(fcfs_firsts) >= fcfs_flex_end  # fcfs served the queued flex first
+
+
+def test_least_load_sends_a_session_back_to_its_cached_prefix_when_that_is_least_work(
+    make_setup,
+) -> None:
+    # Turn 1 (3000 prompt tokens) is cached on replica 0; a plain request then queues there.
+    # Turn 2 would prefill 3010 tokens on the idle replica 1 but only 90 on replica 0.
+    reqs = [
+        Request(0, 0.0, 3000, 10, session=7),
+        Request(1, 1.0, 1000, 500),
+        Request(2, 1.001, 3100, 10, session=7, prefix_tokens=3010),
+    ]
+    got = {o.req.id: o for o in simulate(make_setup(reqs, replicas=2)).fleet.outcomes}
+    assert got[0].end_s < 1.0 and got[1].replica == 0
+    assert got[2].replica == 0 and got[2].cached_tokens == 3010
