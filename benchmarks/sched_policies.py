@@ -23,6 +23,7 @@ from rich.table import Table
 
 from tokenfactory.catalog import load_catalog
 from tokenfactory.config import load_scenario_text
+from tokenfactory.sched import ROUTERS
 from tokenfactory.sim.build import build
 from tokenfactory.sim.run import simulate
 
@@ -99,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--overload", type=float, default=1.5)
     parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--router", default="least_load", choices=ROUTERS)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cat = load_catalog()
@@ -123,13 +125,14 @@ def main() -> None:
     agent_rate = agent_tps / (steps_per_agent * tokens_per_step)
     agents = AGENTS.format(count=int(agent_rate * WINDOW_S), rate=round(agent_rate, 3))
     text = scenario("poisson", int(qps * WINDOW_S), round(qps, 3), agents)
+    text += f'\n[scheduler]\nrouter = "{args.router}"\n'
 
     console = Console(width=200)
     console.print(f"machine: {machine()}")
     console.print(
         f"capacity: {capacity_rps:.1f} requests/s, {capacity_tps:,.0f} output tok/s; offered "
         f"{args.overload:.1f}x for {WINDOW_S:.0f} s ({qps:.1f} requests/s + agents); "
-        f"seeds {args.seeds}"
+        f"seeds {args.seeds}; router {args.router}"
     )
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in POLICIES}
     walls: dict[str, list[float]] = {p: [] for p in POLICIES}
