@@ -11,6 +11,7 @@ from tokenfactory.sched import POLICIES, Job, TierRule
 
 TIERS = {
     "realtime": TierRule("realtime", 0, 2.0, 0.45, 0.04, 5.0, False),
+    "standard": TierRule("standard", 1, 1.0, 2.0, 0.2, 30.0, False),
     "flex": TierRule("flex", 2, 0.5, None, None, 900.0, True),
 }
 
@@ -76,6 +77,24 @@ def test_value_pauses_cheap_work_for_paying_work_only_where_it_can_resume() -> N
         d.release(leases[1])  # the paused request gives its place back
         lease = await asyncio.wait_for(paying, 1)
         assert lease.replica is resumable and d.preemptions == 1
+
+    asyncio.run(scenario())
+
+
+def test_value_pauses_nothing_for_paying_work_that_can_wait_for_a_place() -> None:
+    async def scenario() -> None:
+        d = Dispatcher([slot(0, 2)], POLICIES["value"], "least_load", clock=lambda: 0.0)
+        a, b = await d.acquire(job(1, "flex")), await d.acquire(job(2, "flex"))
+        # A place frees in about 1 s of service over 2 running: 0.5 s, inside standard's 2 s.
+        assert d.place_wait_s() == 0.5
+        paying = asyncio.create_task(d.acquire(job(3, "standard")))
+        await asyncio.sleep(0)
+        assert not a.preempt.is_set() and not b.preempt.is_set() and d.preemptions == 0
+        d.release(a)  # a place frees: the standard request takes it, ahead of any flex
+        lease = await asyncio.wait_for(paying, 1)
+        assert lease.job.id == 3 and d.preemptions == 0
+        d.release(b)
+        d.release(lease)
 
     asyncio.run(scenario())
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from tokenfactory.sched import POLICIES, FcfsPolicy, Job, PriorityPolicy, TierRule, ValuePolicy
-from tokenfactory.sched.policies import BATCH_HURRY_SHARE
+from tokenfactory.sched.policies import BATCH_HURRY_SHARE, tpot_slack_s
 
 REALTIME = TierRule("realtime", 0, 2.0, 0.45, 0.04, 5.0, False)
 STANDARD = TierRule("standard", 1, 1.0, 2.0, 0.2, 30.0, False)
@@ -65,6 +67,9 @@ def test_value_admit_refuses_only_preemptible_work_that_would_outwait_its_client
         assert POLICIES[name].admit(job(0, FLEX), math.inf)
 
 
+LATE = math.inf  # a wait for a place that no objective survives
+
+
 def test_value_victims_are_the_least_dense_preemptible_job() -> None:
     p = POLICIES["value"]
     running = [
@@ -74,13 +79,13 @@ def test_value_victims_are_the_least_dense_preemptible_job() -> None:
         job(3, BATCH, 0.0, value=2.0),
         job(4, FLEX, 1.0, value=1.0),  # as dense as 2 but later: paused first
     ]
-    assert [v.id for v in p.victims(job(9, REALTIME), running, 1.0)] == [4]
-    assert [v.id for v in p.victims(job(9, STANDARD), running[:4], 1.0)] == [2]
-    assert p.victims(job(9, FLEX, value=100.0), running, 1.0) == []  # cheap work never pauses
-    assert p.victims(job(9, BATCH, value=100.0), running, 1.0) == []
-    assert p.victims(job(9, REALTIME), [running[0]], 1.0) == []
+    assert [v.id for v in p.victims(job(9, REALTIME), running, 1.0, LATE)] == [4]
+    assert [v.id for v in p.victims(job(9, STANDARD), running[:4], 1.0, LATE)] == [2]
+    assert p.victims(job(9, FLEX, value=100.0), running, 1.0, LATE) == []  # cheap work never pauses
+    assert p.victims(job(9, BATCH, value=100.0), running, 1.0, LATE) == []
+    assert p.victims(job(9, REALTIME), [running[0]], 1.0, LATE) == []
     for name in ("fcfs", "priority"):
-        assert POLICIES[name].victims(job(9, REALTIME), running, 1.0) == []
+        assert POLICIES[name].victims(job(9, REALTIME), running, 1.0, LATE) == []
 
 
 def test_batch_near_the_end_of_its_window_is_treated_as_paying() -> None:
@@ -95,7 +100,51 @@ def test_batch_near_the_end_of_its_window_is_treated_as_paying() -> None:
     assert order("value", [old, flex, standard], now=late) == [2, 0, 1]
     # Hurried, it may pause cheap work and is not paused itself.
     running = [job(3, FLEX, late, value=0.5), old]
-    assert p.victims(old, [running[0]], early) == []
-    assert [v.id for v in p.victims(old, [running[0]], late)] == [3]
-    assert [v.id for v in p.victims(job(9, REALTIME), running, early)] == [0]
-    assert [v.id for v in p.victims(job(9, REALTIME), running, late)] == [3]
+    assert p.victims(old, [running[0]], early, LATE) == []
+    assert [v.id for v in p.victims(old, [running[0]], late, LATE)] == [3]
+    assert [v.id for v in p.victims(job(9, REALTIME), running, early, LATE)] == [0]
+    assert [v.id for v in p.victims(job(9, REALTIME), running, late, LATE)] == [3]
+
+
+def test_value_pauses_nothing_for_a_job_that_can_wait_for_the_next_place() -> None:
+    p = POLICIES["value"]
+    running = [job(1, FLEX, value=1.0), job(2, FLEX, value=3.0)]
+    # Realtime's first token is due 0.45 s after arrival: at 0.1 s it has 0.35 s left.
+    assert p.victims(job(9, REALTIME), running, 0.1, 0.3) == []
+    assert [v.id for v in p.victims(job(9, REALTIME), running, 0.1, 0.4)] == [1]
+    # Standard has 2 s: a place freeing in a second is worth waiting for, not a pause.
+    assert p.victims(job(9, STANDARD), running, 0.1, 1.0) == []
+    assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 2.0)] == [1]
+
+
+def test_tpot_slack_is_the_budget_left_after_the_remaining_tokens_at_pace() -> None:
+    # 101 tokens at 40 ms mean: 4 s from the first token to the last. 0.5 s spent on the
+    # first 11; 89 tokens after the next step, at 36 ms each, need 3.204 s.
+    slack = tpot_slack_s(0.04, 1.0, 11, 101, 1.5, 0.036)
+    assert slack == pytest.approx(4.0 - 0.5 - 89 * 0.036, rel=1e-12)
+    # The last token may take whatever is left of the budget.
+    assert tpot_slack_s(0.04, 0.0, 100, 101, 3.9, 0.036) == pytest.approx(0.1, rel=1e-12)
+    assert tpot_slack_s(0.04, 0.0, 100, 101, 4.2, 0.036) < 0  # it has missed
+
+
+def test_a_step_inside_the_slack_leaves_the_request_its_objective() -> None:
+    """Steps each within the slack they are given end inside the mean TPOT objective, even
+    when some are far longer than the objective itself."""
+    tpot, pace, target = 0.04, 0.036, 60
+    first, now, generated = 0.0, 0.0, 1
+    steps = []
+    while generated < target:
+        slack = tpot_slack_s(tpot, first, generated, target, now, pace)
+        step = slack if generated % 10 == 1 else 0.02  # greedy bursts, short steps between
+        steps.append(step)
+        now += step
+        generated += 1
+    assert max(steps) > 3 * tpot  # bursts far above the objective...
+    assert now / (target - 1) <= tpot + 1e-12  # ...and still the mean is kept
+
+
+def test_only_value_caps_steps_and_it_caps_them_at_the_slack() -> None:
+    assert POLICIES["value"].step_cap(0.123) == 0.123
+    assert POLICIES["value"].step_cap(None) is None
+    for name in ("fcfs", "priority"):
+        assert POLICIES[name].step_cap(0.01) is None

@@ -28,6 +28,14 @@ def test_least_load_picks_the_fewest_outstanding_tokens() -> None:
     assert route("least_load", loads(500, 20, 300, down=(1,)), 0) == 2
 
 
+def test_least_load_counts_only_the_new_tokens_where_the_prefix_is_cached() -> None:
+    # Replica 0 holds the session's 3000-token prefix: there the request adds 3000 fewer.
+    assert route("least_load", loads(2500, 1000), 0, affinity=0, prefix_tokens=3000) == 0
+    assert route("least_load", loads(4500, 1000), 0, affinity=0, prefix_tokens=3000) == 1
+    assert route("least_load", loads(2500, 1000), 0, affinity=0) == 1  # no prefix: no credit
+    assert route("least_load", loads(2500, 1000, down=(0,)), 0, affinity=0, prefix_tokens=3000) == 1
+
+
 def test_prefix_affinity_keeps_a_session_home_unless_it_is_much_busier() -> None:
     least = 10_000
     within = int(AFFINITY_SLACK * least + 4096)

@@ -105,13 +105,18 @@ def test_prefix_affinity_keeps_a_session_where_its_context_is_cached(make_setup)
     assert turns("round_robin") == [(0, 0), (1, 0)]
 
 
-def test_value_serves_realtime_first_and_paused_flex_still_completes(make_setup) -> None:
+def test_value_serves_realtime_first_and_paused_flex_still_completes(
+    make_setup, make_tiers
+) -> None:
     flex = [Request(i, 0.0, 200, 400, "flex") for i in range(16)]
     realtime = [Request(100 + i, 0.05 + 0.25 * i, 200, 20, "realtime") for i in range(8)]
     limits = EngineLimits(max_num_seqs=8)
+    # Realtime's first token is due within 0.1 s: waiting for a flex request to end misses.
+    tiers = {**make_tiers(), "realtime": TierRule("realtime", 0, 2.0, 0.1, None, math.inf, False)}
 
     def run(policy: str) -> tuple[list[float], int, list[int]]:
-        result = simulate(make_setup(flex + realtime, limits=limits, policy=policy))
+        setup = make_setup(flex + realtime, limits=limits, tiers=tiers, policy=policy)
+        result = simulate(setup)
         outcomes = result.fleet.outcomes
         assert len(outcomes) == 24 and all(o.status == "ok" for o in outcomes)
         ttft = [o.first_token_s - o.req.arrival_s for o in outcomes if o.req.tier == "realtime"]
@@ -125,3 +130,40 @@ def test_value_serves_realtime_first_and_paused_flex_still_completes(make_setup)
     assert flex_out == [400] * 16  # paused by recompute, none lost a token
     assert max(value_ttft) < 0.1 < min(fcfs_ttft)  # fcfs makes realtime wait for the flex
     assert np.mean(value_ttft) < np.mean(fcfs_ttft) / 10
+
+
+def test_value_pauses_nothing_for_paying_work_that_can_wait_for_a_place(make_setup) -> None:
+    """A pause costs the paused request's recompute: with a relaxed objective (none here,
+    so endless), paying work waits for the next place instead, still ahead of queued flex."""
+    flex = [Request(i, 0.0, 200, 400, "flex") for i in range(16)]
+    standard = [Request(100 + i, 0.05 + 0.25 * i, 200, 20) for i in range(8)]
+    limits = EngineLimits(max_num_seqs=8)
+
+    def run(policy: str) -> tuple[int, float, list[float]]:
+        result = simulate(make_setup(flex + standard, limits=limits, policy=policy))
+        outcomes = result.fleet.outcomes
+        assert len(outcomes) == 24 and all(o.status == "ok" for o in outcomes)
+        flex_end = max(o.end_s for o in outcomes if o.req.tier == "flex")
+        firsts = [o.first_token_s for o in outcomes if o.req.tier == "standard"]
+        return result.summary["preemptions"], flex_end, firsts
+
+    preempted, flex_end, firsts = run("value")
+    assert preempted == 0
+    assert max(firsts) < flex_end  # each took a place before the queued flex did
+    _, fcfs_flex_end, fcfs_firsts = run("fcfs")
+    assert max(fcfs_firsts) >= fcfs_flex_end  # fcfs served the queued flex first
+
+
+def test_least_load_sends_a_session_back_to_its_cached_prefix_when_that_is_least_work(
+    make_setup,
+) -> None:
+    # Turn 1 (3000 prompt tokens) is cached on replica 0; a plain request then queues there.
+    # Turn 2 would prefill 3010 tokens on the idle replica 1 but only 90 on replica 0.
+    reqs = [
+        Request(0, 0.0, 3000, 10, session=7),
+        Request(1, 1.0, 1000, 500),
+        Request(2, 1.001, 3100, 10, session=7, prefix_tokens=3010),
+    ]
+    got = {o.req.id: o for o in simulate(make_setup(reqs, replicas=2)).fleet.outcomes}
+    assert got[0].end_s < 1.0 and got[1].replica == 0
+    assert got[2].replica == 0 and got[2].cached_tokens == 3010

@@ -114,6 +114,11 @@ class Dispatcher:
         places = sum(r.max_concurrency for r in self.replicas if r.healthy) or 1
         return self.queued / places * self.mean_service_s
 
+    def place_wait_s(self) -> float:
+        """Seconds until some running request ends and frees a place, on average."""
+        running = sum(len(r.running) for r in self.replicas if r.healthy)
+        return self.mean_service_s / running if running else 0.0
+
     def admit(self, job: Job) -> bool:
         """The policy's word on a new request (False: refuse it with 429)."""
         return self.policy.admit(job, self.expected_wait_s())
@@ -196,7 +201,9 @@ class Dispatcher:
             for lease in r.running.values()
             if not lease.preempt.is_set()
         ]
-        victims = self.policy.victims(job, [lease.job for lease in running], self.clock())
+        victims = self.policy.victims(
+            job, [lease.job for lease in running], self.clock(), self.place_wait_s()
+        )
         chosen = {v.id for v in victims}
         for lease in running:
             if lease.job.id in chosen:

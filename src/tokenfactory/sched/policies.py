@@ -17,8 +17,6 @@ from tokenfactory.sched.job import Job
 
 # A batch request whose window has less than this share left is served as a paying one.
 BATCH_HURRY_SHARE = 0.1
-# Steps are kept this far inside the tightest TPOT objective of the running requests.
-PACE_MARGIN = 0.9
 
 
 class Policy(Protocol):
@@ -35,12 +33,16 @@ class Policy(Protocol):
         """Whether to accept a job now (False: refuse it, 429)."""
         ...
 
-    def victims(self, blocked: Job, running: Sequence[Job], now: float) -> list[Job]:
-        """Running jobs to pause so that `blocked` can start now (empty: none)."""
+    def victims(self, blocked: Job, running: Sequence[Job], now: float, wait_s: float) -> list[Job]:
+        """Running jobs to pause so that `blocked` can start now (empty: none).
+
+        wait_s: how long `blocked` would wait for a place if no one were paused.
+        """
         ...
 
-    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
-        """The longest engine step to allow while such a TPOT objective runs (None: any)."""
+    def step_cap(self, slack_s: float | None) -> float | None:
+        """The longest engine step to allow, given the smallest TPOT slack of the running
+        requests (`tpot_slack_s`; None: none runs with a TPOT objective). None: any."""
         ...
 
 
@@ -58,11 +60,11 @@ class FcfsPolicy:
         """Everything is accepted."""
         return True
 
-    def victims(self, blocked: Job, running: Sequence[Job], now: float) -> list[Job]:
+    def victims(self, blocked: Job, running: Sequence[Job], now: float, wait_s: float) -> list[Job]:
         """Never preempts."""
         return []
 
-    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
+    def step_cap(self, slack_s: float | None) -> float | None:
         """Steps as long as the engine's budget makes them."""
         return None
 
@@ -97,22 +99,39 @@ class ValuePolicy:
         """Refuse preemptible work that would wait past its client's patience anyway."""
         return not job.tier.preemptible or expected_wait_s < job.tier.patience_s
 
-    def victims(self, blocked: Job, running: Sequence[Job], now: float) -> list[Job]:
-        """The least valuable preemptible job, when `blocked` is paying (or hurried) work."""
+    def victims(self, blocked: Job, running: Sequence[Job], now: float, wait_s: float) -> list[Job]:
+        """The least valuable preemptible job, when `blocked` is paying (or hurried) work
+        that would miss its deadline waiting for a place.
+
+        A pause is not free: the paused job's context is recomputed or re-read when it
+        resumes, so nothing is paused for a job that can wait for the next place.
+        """
         if blocked.tier.preemptible and not _hurried(blocked, now):
+            return []
+        if now + wait_s <= blocked.deadline_s:
             return []
         candidates = [j for j in running if j.tier.preemptible and not _hurried(j, now)]
         if not candidates:
             return []
         return [min(candidates, key=lambda j: (j.density, -j.arrival_s))]
 
-    def step_cap(self, tightest_tpot_s: float | None) -> float | None:
-        """Keep steps inside the tightest running TPOT objective, with a margin.
+    def step_cap(self, slack_s: float | None) -> float | None:
+        """No step longer than the tightest running request can still afford.
 
         Each step gives every running sequence one token, so the step time is everyone's
-        TPOT: cheap work is held back before it makes a paying request miss.
+        TPOT; the objective is on a request's mean TPOT, so a step may be long while every
+        paying request has slack, and is held short only for one that has none left.
         """
-        return None if tightest_tpot_s is None else PACE_MARGIN * tightest_tpot_s
+        return slack_s
+
+
+def tpot_slack_s(
+    tpot_s: float, first_token_s: float, generated: int, target: int, now: float, pace_s: float
+) -> float:
+    """How long the next step may take and leave a decoding request its mean TPOT objective,
+    if every later step takes `pace_s` (negative: it misses even so)."""
+    budget = tpot_s * (target - 1) - (now - first_token_s)
+    return budget - (target - generated - 1) * pace_s
 
 
 def _hurried(job: Job, now: float) -> bool:

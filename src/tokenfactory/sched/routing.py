@@ -25,16 +25,24 @@ def route(
     loads: Sequence[ReplicaLoad],
     counter: int,
     affinity: int | None = None,
+    prefix_tokens: int = 0,
 ) -> int:
     """The index of the replica to send a request to.
 
     counter: how many requests were routed before (for round robin); affinity: the
-    replica that holds the request's session prefix, if any.
+    replica that holds the request's session prefix, if any, and prefix_tokens how long
+    that prefix is: there the request adds only its new tokens, so least load counts it
+    less by that much.
     """
     healthy = [r for r in loads if r.healthy] or list(loads)
     if router == "round_robin":
         return healthy[counter % len(healthy)].index
-    least = min(healthy, key=lambda r: (r.outstanding_tokens, r.index))
+
+    def load(r: ReplicaLoad) -> tuple[int, int]:
+        saved = prefix_tokens if r.index == affinity else 0
+        return (r.outstanding_tokens - saved, r.index)
+
+    least = min(healthy, key=load)
     if router == "prefix_affinity" and affinity is not None:
         home = next((r for r in healthy if r.index == affinity), None)
         if home is not None and home.outstanding_tokens <= (

@@ -104,7 +104,7 @@ class Fleet:
     def _choose(self, req: Request) -> Replica:
         loads = [ReplicaLoad(r.index, r.outstanding_tokens()) for r in self.replicas]
         home = self._home.get(req.session) if req.session is not None else None
-        index = route(self.router, loads, self._routed, home)
+        index = route(self.router, loads, self._routed, home, req.prefix_tokens)
         self._routed += 1
         if req.session is not None:
             self._home[req.session] = index

@@ -288,7 +288,14 @@ class Replica:
         Sequences mid-prefill are left alone: their chunk is already in this step.
         """
         running = list(self.decoding.values())
-        victims = self.policy.victims(blocked.job, [s.job for s in running], self.env.now)
+        # Without a pause, a place (and its KV) frees when the next decoder finishes.
+        wait = math.inf
+        if self.finishing:
+            n = len(running)
+            step = self.perf.step_time(Batch(0, 0.0, 0.0, n, self.decode_context, n))
+            wait = (self.finishing[0][0] - self.clock) * step
+        jobs = [s.job for s in running]
+        victims = self.policy.victims(blocked.job, jobs, self.env.now, wait)
         ids = {v.id for v in victims}
         for seq in running:
             if seq.job.id in ids:

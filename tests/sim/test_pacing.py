@@ -1,0 +1,57 @@
+"""Pacing under `value`: steps kept inside what paying requests' TPOT objectives allow."""
+
+from __future__ import annotations
+
+import math
+
+from tokenfactory.sched import TierRule
+from tokenfactory.sim.fleet import Outcome
+from tokenfactory.sim.run import simulate
+from tokenfactory.workload import Request
+
+
+def tpot(o: Outcome) -> float:
+    assert o.first_token_s is not None
+    return (o.end_s - o.first_token_s) / (o.output_tokens - 1)
+
+
+def long_prompts_and_one_realtime(make_setup, make_tiers, policy: str, tpot_s: float):
+    """Twenty flex requests of 8000 prompt tokens, each a step of its own unless held back,
+    and a realtime request decoding 50 tokens among them."""
+    realtime = TierRule("realtime", 0, 2.0, None, tpot_s, math.inf, False)
+    tiers = {**make_tiers(), "realtime": realtime}
+    reqs = [Request(i, 0.0, 8000, 10, "flex") for i in range(20)]
+    reqs.append(Request(100, 0.0, 200, 50, "realtime"))
+    result = simulate(make_setup(reqs, tiers=tiers, policy=policy))
+    outcomes = {o.req.id: o for o in result.fleet.outcomes}
+    assert len(outcomes) == 21 and all(o.status == "ok" for o in outcomes.values())
+    flex_end = max(o.end_s for o in outcomes.values() if o.req.tier == "flex")
+    return outcomes[100], flex_end
+
+
+def test_value_holds_cheap_prompts_back_so_realtime_keeps_its_tpot(make_setup, make_tiers) -> None:
+    served, _ = long_prompts_and_one_realtime(make_setup, make_tiers, "priority", 0.05)
+    assert tpot(served) > 0.1  # long prompt steps: every token waits for one
+    served, _ = long_prompts_and_one_realtime(make_setup, make_tiers, "value", 0.05)
+    assert tpot(served) <= 0.05
+
+
+def test_value_does_not_hold_work_back_for_a_request_it_cannot_save(make_setup, make_tiers) -> None:
+    # A 1 ms mean TPOT is below even a step of the realtime request alone: no pacing helps.
+    served, value_end = long_prompts_and_one_realtime(make_setup, make_tiers, "value", 0.001)
+    assert tpot(served) > 0.001
+    _, priority_end = long_prompts_and_one_realtime(make_setup, make_tiers, "priority", 0.001)
+    assert value_end == priority_end  # the flex work ran as fast as with no pacing
+
+
+def test_value_lets_steps_run_long_while_the_realtime_request_has_slack(
+    make_setup, make_tiers
+) -> None:
+    # A 0.2 s mean TPOT leaves room for the long prompt steps: nothing needs holding back.
+    served, value_end = long_prompts_and_one_realtime(make_setup, make_tiers, "value", 0.2)
+    assert tpot(served) <= 0.2
+    _, priority_end = long_prompts_and_one_realtime(make_setup, make_tiers, "priority", 0.2)
+    assert value_end <= 1.02 * priority_end
+    # With a tight objective, the same flex work is held back for the realtime request.
+    _, held_end = long_prompts_and_one_realtime(make_setup, make_tiers, "value", 0.05)
+    assert held_end > 1.05 * priority_end
