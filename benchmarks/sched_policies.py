@@ -43,18 +43,7 @@ qps = {qps}
 input_tokens = {{ dist = "lognormal", mean = 1200, max = 8000 }}
 output_tokens = {{ dist = "lognormal", mean = 400, max = 2000 }}
 seed = 7
-[[workload.mix]]
-tier = "realtime"
-share = 0.15
-[[workload.mix]]
-tier = "standard"
-share = 0.35
-[[workload.mix]]
-tier = "flex"
-share = 0.3
-[[workload.mix]]
-tier = "batch"
-share = 0.2
+{mix}
 {agents}
 """
 AGENTS = """
@@ -70,13 +59,24 @@ reasoning_output_tokens = {{ dist = "lognormal", mean = 600, max = 3000 }}
 reasoning_share = 0.3
 tier = "standard"
 """
+# Shares of the plain requests per tier. "default": the paying tiers (with the agents) ask
+# about 0.9x capacity and flex/batch the rest; "paying": the paying tiers alone ask more
+# than the fleet can serve, so the policy must choose which paying work to serve.
+MIXES = {
+    "default": {"realtime": 0.15, "standard": 0.35, "flex": 0.3, "batch": 0.2},
+    "paying": {"realtime": 0.25, "standard": 0.45, "flex": 0.2, "batch": 0.1},
+}
 WINDOW_S = 300.0
 AGENT_SHARE = 0.2  # share of the offered output tokens that comes from agents
 
 
-def scenario(arrival: str, requests: int, qps: float, agents: str) -> str:
+def scenario(arrival: str, requests: int, qps: float, agents: str, mix: str = "default") -> str:
     """The scenario text with its load filled in."""
-    return SCENARIO.format(arrival=arrival, requests=requests, qps=qps, agents=agents)
+    shares = "".join(
+        f'[[workload.mix]]\ntier = "{tier}"\nshare = {share}\n'
+        for tier, share in MIXES[mix].items()
+    )
+    return SCENARIO.format(arrival=arrival, requests=requests, qps=qps, agents=agents, mix=shares)
 
 
 POLICIES = ("fcfs", "priority", "value")
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--overload", type=float, default=1.5)
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--router", default="least_load", choices=ROUTERS)
+    parser.add_argument("--mix", default="default", choices=sorted(MIXES))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cat = load_catalog()
@@ -115,7 +116,7 @@ def main() -> None:
         )
         return simulate(setup).summary
 
-    saturated = run(scenario("offline", 4000, 1.0, ""), "fcfs")
+    saturated = run(scenario("offline", 4000, 1.0, "", args.mix), "fcfs")
     capacity_rps = saturated["requests_completed"] / saturated["duration_s"]
     capacity_tps = saturated["output_tokens_per_s"]
     qps = args.overload * capacity_rps * (1 - AGENT_SHARE)
@@ -124,7 +125,7 @@ def main() -> None:
     steps_per_agent, tokens_per_step = 12, 0.7 * 60 + 0.3 * 600
     agent_rate = agent_tps / (steps_per_agent * tokens_per_step)
     agents = AGENTS.format(count=int(agent_rate * WINDOW_S), rate=round(agent_rate, 3))
-    text = scenario("poisson", int(qps * WINDOW_S), round(qps, 3), agents)
+    text = scenario("poisson", int(qps * WINDOW_S), round(qps, 3), agents, args.mix)
     text += f'\n[scheduler]\nrouter = "{args.router}"\n'
 
     console = Console(width=200)
@@ -132,7 +133,7 @@ def main() -> None:
     console.print(
         f"capacity: {capacity_rps:.1f} requests/s, {capacity_tps:,.0f} output tok/s; offered "
         f"{args.overload:.1f}x for {WINDOW_S:.0f} s ({qps:.1f} requests/s + agents); "
-        f"seeds {args.seeds}; router {args.router}"
+        f"seeds {args.seeds}; router {args.router}; mix {args.mix} {MIXES[args.mix]}"
     )
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in POLICIES}
     walls: dict[str, list[float]] = {p: [] for p in POLICIES}
