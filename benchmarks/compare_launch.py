@@ -143,6 +143,30 @@ def litellm(work: Path, upstream_port: int, venv: Path) -> Target:
     return Target("litellm", proc, port, key)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process and all its descendants have used so far."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        # After the command: state, ppid, ... utime and stime are fields 14 and 15 of stat.
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += times.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
 def stop(targets: list[Target]) -> None:
     """Terminate the servers (last started first) and wait for them."""
     for t in reversed(targets):

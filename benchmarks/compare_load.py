@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,13 +121,22 @@ class Rate:
     clients: int
     per_s: float
     errors: int
+    cpu_ms: float  # the server's CPU time per request served, or NaN if not measured
     first_error: str = field(default="")
 
 
 async def throughput(
-    port: int, request: bytes, stream: bool, clients: int, seconds: float, warmup_s: float
+    port: int,
+    request: bytes,
+    stream: bool,
+    clients: int,
+    seconds: float,
+    warmup_s: float,
+    cpu_s: Callable[[], float] | None = None,
 ) -> Rate:
-    """Requests/s that `clients` closed-loop clients complete after a warm-up."""
+    """Requests/s that `clients` closed-loop clients complete after a warm-up.
+
+    With `cpu_s` (the server's CPU seconds so far), also its CPU time per request."""
     done = errors = 0
     first_error = ""
     counting = False
@@ -151,7 +162,8 @@ async def throughput(
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     await asyncio.sleep(warmup_s)  # the warm-up's length is the point, not a stand-in for sync
     counting, done, errors = True, 0, 0
-    start = loop.time()
+    start, cpu_start = loop.time(), cpu_s() if cpu_s else math.nan
     await asyncio.gather(*tasks)
     # Requests still in flight at `stop` finish after it and count: divide by the real span.
-    return Rate(clients, done / (loop.time() - start), errors, first_error)
+    span, cpu = loop.time() - start, (cpu_s() if cpu_s else math.nan) - cpu_start
+    return Rate(clients, done / span, errors, cpu / max(done, 1) * 1e3, first_error)

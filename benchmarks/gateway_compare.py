@@ -47,6 +47,7 @@ class Figures:
     per_s: float
     clients: int
     errors: int
+    cpu_ms: float
 
 
 def body(stream: bool) -> dict[str, object]:
@@ -71,8 +72,11 @@ async def measure(target: launch.Target, stream: bool, args: argparse.Namespace)
     request = request_bytes(target.port, "/v1/chat/completions", target.key, body(stream))
     await latencies(target.port, request, stream, args.warmup)
     lat = await latencies(target.port, request, stream, args.requests)
+    pid = target.proc.pid
     rates = [
-        await throughput(target.port, request, stream, c, args.seconds, warmup_s=0.5)
+        await throughput(
+            target.port, request, stream, c, args.seconds, 0.5, lambda: launch.cpu_seconds(pid)
+        )
         for c in args.clients
     ]
     best = max(rates, key=lambda r: r.per_s)
@@ -80,7 +84,7 @@ async def measure(target: launch.Target, stream: bool, args: argparse.Namespace)
     if errors:
         first = next(r.first_error for r in rates if r.first_error)
         print(f"  {target.name}: {errors} failed requests, the first: {first}", file=sys.stderr)
-    return Figures(pct(lat, 50), pct(lat, 99), best.per_s, best.clients, errors)
+    return Figures(pct(lat, 50), pct(lat, 99), best.per_s, best.clients, errors, best.cpu_ms)
 
 
 async def litellm_cost(target: launch.Target) -> str:
@@ -106,6 +110,7 @@ class Summary:
     per_s: float
     clients: int
     errors: int
+    cpu_ms: float
 
 
 def summarise(runs: list[Figures], direct: list[Figures]) -> Summary:
@@ -117,37 +122,39 @@ def summarise(runs: list[Figures], direct: list[Figures]) -> Summary:
         statistics.median(f.per_s for f in runs),
         statistics.mode(f.clients for f in runs),
         sum(f.errors for f in runs),
+        statistics.median(f.cpu_ms for f in runs),
     )
 
 
 def table(results: dict[str, Runs], direct: Runs) -> None:
     """The side-by-side table, ratios to the bare relay, and tokenfactory against the goal."""
-    rows = {
-        name: {s: summarise(runs[s], direct[s]) for s in (False, True)}
-        for name, runs in results.items()
-    }
-    bare = rows["bare"]
     modes = ((False, "plain"), (True, "streamed"))
-    print(f"\n{'':13}| {'overhead ms: p50 / p99 (p50 vs bare)':^45} |", end="")
-    print(f" {'requests/s: best (clients) vs bare':^45}")
-    print(f"{'':13}| {'plain':^22} {'streamed':^22} | {'plain':^22} {'streamed':^22}")
-    up = [statistics.median(d.p50 for d in direct[s]) * 1e3 for s, _ in modes]
-    rate = [statistics.median(d.per_s for d in direct[s]) for s, _ in modes]
-    print(f"{'upstream':13}| {f'latency {up[0]:.2f}':^22} {f'latency {up[1]:.2f}':^22} |", end="")
-    print(f" {rate[0]:^22.0f} {rate[1]:^22.0f}")
-    for name, row in rows.items():
-        cells = [
-            f"{row[s].p50:6.2f} / {row[s].p99:6.2f} x{row[s].p50 / bare[s].p50:<5.1f}"
-            for s, _ in modes
-        ]
-        cells += [
-            f"{row[s].per_s:7.0f} ({row[s].clients:>2}) x{row[s].per_s / bare[s].per_s:<5.2f}"
-            for s, _ in modes
-        ]
-        print(f"{name:13}| {cells[0]:22} {cells[1]:22} | {cells[2]:22} {cells[3]:22}")
-    print("x: ratio to the bare relay (overhead: lower is better; requests/s: higher is better)")
+    rows = {
+        name: {s: summarise(runs[s], direct[s]) for s, _ in modes} for name, runs in results.items()
+    }
+    print(f"\n{'':22}{'overhead ms':^26}  {'requests/s':^24}  {'gateway CPU':^17}")
+    print(
+        f"{'gateway':13}{'mode':9}{'p50':>7}{'p99':>8}{'vs bare':>10}  "
+        f"{'best':>7}{'clients':>8}{'vs bare':>9}  {'ms/req':>7}{'vs bare':>10}"
+    )
     for s, label in modes:
-        tf, b = rows["tokenfactory"][s], bare[s]
+        up_p50 = statistics.median(d.p50 for d in direct[s]) * 1e3
+        up_rate = statistics.median(d.per_s for d in direct[s])
+        print(f"{'upstream':13}{label:9}{f'(its own latency {up_p50:.2f})':>25}  {up_rate:7.0f}")
+        bare = rows["bare"][s]
+        for name, row in rows.items():
+            r = row[s]
+            print(
+                f"{name:13}{label:9}{r.p50:7.2f}{r.p99:8.2f}{r.p50 / bare.p50:9.1f}x  "
+                f"{r.per_s:7.0f}{r.clients:8}{r.per_s / bare.per_s:8.2f}x  "
+                f"{r.cpu_ms:7.2f}{r.cpu_ms / bare.cpu_ms:9.1f}x"
+            )
+    print(
+        "overhead: latency minus the upstream's; requests/s: the best client count's; "
+        "gateway CPU: its CPU time per request at that count"
+    )
+    for s, label in modes:
+        tf, b = rows["tokenfactory"][s], rows["bare"][s]
         over, per_s = tf.p50 / b.p50, tf.per_s / b.per_s
         print(
             f"goal, {label}: overhead {over:.1f}x the bare relay's (goal <= 2x: "
@@ -167,7 +174,8 @@ def run(args: argparse.Namespace, work: Path, ledger: Ledger) -> None:
         servers.append(up)
         servers.append(launch.bare(work, up.port))
         servers.append(launch.tokenfactory(work, up.port, ledger))
-        servers.append(launch.litellm(work, up.port, args.litellm_venv))
+        if not args.no_litellm:
+            servers.append(launch.litellm(work, up.port, args.litellm_venv))
         print(f"machine: {machine()}")
         print(
             f"gateways pinned to core {launch.GATEWAY_CORE}; "
@@ -177,8 +185,9 @@ def run(args: argparse.Namespace, work: Path, ledger: Ledger) -> None:
             f"{args.repeats} repeats, each: {args.requests} sequential requests, then "
             f"{args.seconds:g} s at each of {args.clients} clients; medians over repeats"
         )
-        cost = asyncio.run(litellm_cost(servers[3]))
-        print(f"litellm's cost of one plain request (x-litellm-response-cost): ${cost}")
+        if not args.no_litellm:
+            cost = asyncio.run(litellm_cost(servers[3]))
+            print(f"litellm's cost of one plain request (x-litellm-response-cost): ${cost}")
         direct: Runs = {False: [], True: []}
         results: dict[str, Runs] = {t.name: {False: [], True: []} for t in servers[1:]}
         for i in range(args.repeats):
@@ -205,9 +214,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput point")
     parser.add_argument("--clients", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--litellm-venv", type=Path, default=launch.HERE.parent / ".venv-litellm")
+    parser.add_argument("--no-litellm", action="store_true", help="tokenfactory and bare only")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and logs")
     args = parser.parse_args()
-    if not (args.litellm_venv / "bin" / "litellm").exists():
+    if not args.no_litellm and not (args.litellm_venv / "bin" / "litellm").exists():
         sys.exit(f"error: no LiteLLM in {args.litellm_venv}; build it: bash scripts/litellm_env.sh")
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("error: needs two cores: one for the gateways, one for upstream and load")

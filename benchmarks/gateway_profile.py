@@ -27,17 +27,24 @@ from gateway_compare import body
 
 from tokenfactory.ledger import Ledger
 
-# Areas by the file a frame comes from: the first pattern that matches names it.
-AREAS = (
-    ("ledger write (sqlalchemy, sqlite3)", r"sqlalchemy|sqlite3|tokenfactory/ledger/"),
-    ("metering", r"tokenfactory/gateway/meter"),
-    ("scheduling, dispatch", r"tokenfactory/(sched|gateway/dispatch|gateway/runtime)"),
-    ("upstream client (httpx, httpcore)", r"httpx|httpcore|h11/|engines/openai_http"),
-    ("server (uvicorn, starlette, fastapi)", r"uvicorn|starlette|fastapi"),
-    ("validation (pydantic)", r"pydantic"),
-    ("json", r"/json/"),
-    ("asyncio, anyio", r"asyncio|anyio"),
-    ("prometheus metrics", r"prometheus_client|gateway/metrics"),
+# A sample is charged to the innermost frame from one of these packages: the code that
+# asked for the work. Standard library frames (asyncio, threading, sockets) are plumbing
+# and go to their caller; a stack of nothing else is the event loop's own time.
+PACKAGES = (
+    "tokenfactory",
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "h11",
+    "httptools",
+    "uvloop",
+    "httpx",
+    "httpcore",
+    "anyio",
+    "pydantic",
+    "pydantic_core",
+    "prometheus_client",
 )
 # A thread sampled while it waits for work is idle, not a cost: py-spy cannot always tell.
 IDLE = {"Condition.wait", "EpollSelector.select", "select"}
@@ -52,6 +59,8 @@ def parse(raw: str) -> list[tuple[list[tuple[str, str]], int]]:
     stacks = []
     for line in raw.splitlines():
         frames, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue  # --nonblocking reads a running process: now and then a torn stack
         parsed = []
         for frame in frames.split(";"):
             m = FRAME.match(frame.strip())
@@ -59,6 +68,17 @@ def parse(raw: str) -> list[tuple[list[tuple[str, str]], int]]:
         if parsed[-1][0] not in IDLE:
             stacks.append((parsed, int(count)))
     return stacks
+
+
+def area(frames: list[tuple[str, str]]) -> str:
+    """Who asked for a sample's work: a package, or tokenfactory's module."""
+    for _, file in reversed(frames):
+        top, _, rest = file.partition("/")
+        if top == "tokenfactory":
+            return "tokenfactory/" + rest.removesuffix(".py")
+        if top in PACKAGES:
+            return top
+    return "event loop, threads (stdlib only)"
 
 
 def report(stacks: list[tuple[list[tuple[str, str]], int]], top: int) -> None:
@@ -72,12 +92,11 @@ def report(stacks: list[tuple[list[tuple[str, str]], int]], top: int) -> None:
         inclusive.update(dict.fromkeys(names, count))
         func, file = frames[-1]
         own[f"{func} ({Path(file).name})"] += count
-        seen = {a for a, pattern in AREAS for _, f in frames if re.search(pattern, f)}
-        areas.update(dict.fromkeys(seen, count))
+        areas[area(frames)] += count
     print(f"{total} samples of the gateway's busy time (threads waiting for work left out)")
-    print("\nby area (inclusive; areas overlap):")
-    for area, count in areas.most_common():
-        print(f"  {count / total:6.1%}  {area}")
+    print("\nby who asked for the work (the innermost package or tokenfactory module):")
+    for name, count in areas.most_common():
+        print(f"  {count / total:6.1%}  {name}")
     for title, counts in (("tokenfactory's, inclusive", inclusive), ("all, self", own)):
         print(f"\ntop {top} functions, {title}:")
         for name, count in counts.most_common(top):
@@ -95,6 +114,9 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--litellm-venv", type=Path, default=launch.HERE.parent / ".venv-litellm")
     args = parser.parse_args()
@@ -119,6 +141,7 @@ def main() -> None:
             "--duration",
             str(int(args.seconds)),
         ]
+        options += ["--gil"] if args.gil else []
         spy = subprocess.Popen(
             [*cmd, str(tf.proc.pid), *options, "--output", str(out)],
             stdout=subprocess.DEVNULL,
