@@ -6,7 +6,7 @@ built by scripts/litellm_env.sh) meanwhile. Prints the share of the gateway's CP
 samples by area (inclusive: a sample counts for every area on its stack) and the
 functions that cost most, inclusive and on their own.
 
-Run: `python benchmarks/gateway_profile.py [--stream] [--seconds 15] [--top 25]`.
+Run: `python benchmarks/gateway_profile.py [--stream] [--gil] [--seconds 15] [--top 25]`.
 """
 
 from __future__ import annotations
