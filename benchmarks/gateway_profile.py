@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,7 @@ def main() -> None:
     finally:
         launch.stop(servers)
         ledger.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
