@@ -181,12 +181,17 @@ class OpenAIEngine:
                     await response.aread()
                     message = f"{self.name}: HTTP {response.status_code}: {_error_text(response)}"
                     raise EngineError(message, status=response.status_code)
+                done = False
+                # Read on to the end of the body after [DONE] (servers close it there): a
+                # response left unread drops the connection, and each request would pay
+                # for a new one.
                 async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                    if done or not line.startswith("data:"):
                         continue  # blank separators, `: ping` comments, `event:` lines
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        done = True
+                        continue
                     chunk = json.loads(data)
                     if isinstance(chunk.get("error"), dict):
                         error = chunk["error"]
