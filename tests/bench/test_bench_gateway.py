@@ -91,7 +91,7 @@ def test_a_wrong_admin_key_leaves_the_run_whole_and_says_why(
         "--input-tokens 20 --output-tokens 4",
     )
     assert code == 0 and s["requests_completed"] == 3
-    assert s["pnl"]["error"] == "HTTP 403: this route needs the admin key"
+    assert s["pnl"]["error"] == "HTTP 403: this route needs an admin key"
 
 
 def test_extra_body_goes_out_with_every_request(run: Callable[..., Any], gateway: Gateway) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -59,11 +59,6 @@ class Floor:
     def cost_rates(self) -> dict[str, Decimal]:
         """Each replica's cost in dollars per second, for the P&L."""
         return {name: c.usd_per_s for name, c in self.costs.items()}
-
-    def window(self, seconds: float) -> tuple[datetime, datetime]:
-        """[since, until) of the last `seconds` up to now, cut to when this floor started."""
-        until = datetime.now(UTC)
-        return self.since(until - timedelta(seconds=seconds)), until
 
     def since(self, since: datetime | None) -> datetime:
         """A window's start, no earlier than this floor's: idle cost is only counted for
