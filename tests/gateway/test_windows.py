@@ -9,9 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from dashboard_helpers import drive_traffic
-from floor_helpers import ADMIN, MakeGateway, floors
+import openai
+from floor_helpers import ADMIN, MakeGateway, floors, twin_app
+from servers import serving
 
+from tokenfactory.catalog import Catalog
 from tokenfactory.ledger.records import round_usd
 
 PNL = "/v1/factory/pnl"
@@ -50,17 +52,24 @@ def test_bad_windows_are_refused_in_openais_shape_and_lose_nothing(
 
 
 def test_an_exact_window_holds_exactly_its_requests_and_its_idle_time(
-    twin: str, make_gateway: MakeGateway
+    catalog: Catalog, make_gateway: MakeGateway
 ) -> None:
-    gw = make_gateway([twin, twin], concurrency=4)
-    drive_traffic(gw)
+    # One real-time replica answering six requests one after another: each pays its own
+    # steps, and the gaps between them are idle time the window's idle cost must show.
+    with serving(twin_app(catalog, speedup=1.0)) as twin:
+        gw = make_gateway([twin])
+        client = openai.OpenAI(base_url=gw.v1, api_key=gw.key(), max_retries=0, timeout=60)
+        for i in range(6):
+            client.chat.completions.create(
+                model="llama-3.1-8b",
+                messages=[{"role": "user", "content": f"question {i}"}],
+                max_tokens=30,
+            )
     floor = floors[-1]
     events = sorted(gw.ledger.events(), key=lambda e: e.ended_at)
-    # A window that starts between the third and fourth requests' ends and ends after the
-    # sixth: the gateway's P&L has those three, and rate x its exact seconds of idle cost.
-    gap = (events[3].ended_at - events[2].ended_at) / 2
-    since, until = events[2].ended_at + gap, events[5].ended_at + timedelta(microseconds=1)
-    assert gap > timedelta(0)
+    # From just after the third request ended to just after the sixth: those three.
+    tick = timedelta(microseconds=1)
+    since, until = events[2].ended_at + tick, events[5].ended_at + tick
     inside = events[3:6]
     rates = floor.cost_rates()
 

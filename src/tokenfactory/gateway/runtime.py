@@ -155,7 +155,7 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
     """Dollars per second of a replica, and its performance model where it has a GPU."""
     if spec.gpu is None:
         assert spec.cost_per_hour is not None
-        return ReplicaCost(spec.name, spec.cost_per_hour / 3600, spec.max_concurrency)
+        return ReplicaCost(spec.name, spec.cost_per_hour / 3600)
     gpu = catalog.gpu(spec.gpu)
     hardware, _ = resolve_hardware(gpu, catalog.energy, spec.economics, spec.economics.owned)
     per_hour = (
@@ -176,7 +176,6 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
     return ReplicaCost(
         spec.name,
         per_hour / 3600,
-        spec.max_concurrency,
         perf,
         idle_kw=power.facility_kw(0.0) * spec.gpus,
         busy_kw=power.facility_kw(1.0) * spec.gpus,
