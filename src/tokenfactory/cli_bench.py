@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -147,15 +148,17 @@ def bench(
         print(f"error: {why}", file=sys.stderr)
         raise SystemExit(1)
     err = Console(stderr=True)
+    began = time.time()  # the run's window on the wall clock, for the factory's P&L
     with render_bench.LiveProgress(err, duration) as progress:
         run = asyncio.run(run_bench(workload, endpoint, Bounds(duration), progress))
+    ended = time.time()
     summary = summarize(run.samples, _objectives(loaded.scenario if loaded else None, cat))
     summary["stopped"] = run.stopped
     summary["endpoint"] = {"url": endpoint.url, "model": endpoint.model}
     if loaded is not None:
         summary.update(_conditions(loaded.scenario, cat))
     if admin_key:
-        summary["pnl"] = fetch_pnl(endpoint, admin_key, run.duration_s)
+        summary["pnl"] = fetch_pnl(endpoint, admin_key, began, ended)
     if loaded is not None and compare_sim:
         summary["compare_sim"] = _simulate(loaded, cat, seed, requests, duration, summary)
     _show(summary, as_json, scenario.name if scenario else url)

@@ -21,7 +21,7 @@ from servers import serving
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.dashboard_data import service_levels
-from tokenfactory.ledger.records import round_usd, usd_to_micros
+from tokenfactory.ledger.records import round_usd
 from tokenfactory.ledger.series import Timing
 from tokenfactory.sched import TierRule
 
@@ -243,10 +243,13 @@ def test_attainment_counts_every_attempt_and_each_objective() -> None:
 
 
 def test_a_window_longer_than_the_floor_has_run_counts_only_its_uptime(
-    twin: str, make_gateway: MakeGateway
+    catalog: Catalog, make_gateway: MakeGateway
 ) -> None:
-    gw = make_gateway([twin, twin], concurrency=4)
-    drive_traffic(gw)
+    # A real-time twin: its requests' work (model seconds) fits in the wall seconds the
+    # idle cost counts, so the replicas have idle time to report.
+    with serving(twin_app(catalog, speedup=1.0)) as twin:
+        gw = make_gateway([twin, twin], concurrency=4)
+        drive_traffic(gw)
     floor = floors[-1]
     events = gw.ledger.events()
     attributed = Counter[str]()
@@ -289,34 +292,3 @@ def test_a_window_longer_than_the_floor_has_run_counts_only_its_uptime(
     assert plain["idle_cost_usd"] == float(
         idle_over(datetime.fromisoformat(plain["window"]["until"]))
     )
-
-
-def test_attributed_cost_is_the_models_gpu_seconds_whatever_the_twins_speed(
-    catalog: Catalog, make_gateway: MakeGateway, tmp_path: Path
-) -> None:
-    # The same request on a twin in real time and on one 20 times faster: the same GPU
-    # work, so the same cost, the performance model's seconds at the H100's catalog rate.
-    billed: dict[float, tuple[int, float, float]] = {}
-    for speedup in (1.0, 20.0):
-        with serving(twin_app(catalog, speedup=speedup)) as twin:
-            gw = make_gateway([twin], database=f"sqlite:///{tmp_path / f'speed-{speedup}.db'}")
-            client = openai.OpenAI(base_url=gw.v1, api_key=gw.key(), max_retries=0, timeout=60)
-            client.chat.completions.create(
-                model="llama-3.1-8b",
-                messages=[{"role": "user", "content": "how much did this cost?"}],
-                max_tokens=600,
-            )
-            [event] = gw.ledger.events()
-            cost = floors[-1].costs["twin-0"]
-            assert cost.perf is not None  # a catalog GPU: cost from the model, not the clock
-            work = cost.perf.work_s(event.input_tokens, event.cached_tokens, event.output_tokens)
-            assert event.output_tokens == 600 and event.work_s == work
-            spent = round_usd(cost.usd_per_s * Decimal(repr(work)))
-            assert event.cost_micros == usd_to_micros(spent)
-            wall = (event.ended_at - event.started_at).total_seconds()
-            billed[speedup] = (event.cost_micros, work, wall)
-    (slow_cost, work, slow_wall), (fast_cost, *_) = billed[1.0], billed[20.0]
-    assert slow_cost == fast_cost > 0
-    # In real time the request held the replica far longer than the work it is billed for
-    # (the weight reads its batch shares are no one request's work): cost is not wall time.
-    assert slow_wall > 10 * work

@@ -13,6 +13,8 @@ from typing import Any
 
 import openai
 import pytest
+from batch_helpers import ended, jsonl, submit, wait_for
+from batch_helpers import line as batch_line
 from dashboard_helpers import busy_traffic, drive_traffic, ledger_pnl, usd
 from floor_helpers import ADMIN, Gateway, MakeGateway, floors, twin_app
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.runtime import with_energy
+from tokenfactory.ledger.batches import BatchBook
 from tokenfactory.ledger.series import series
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; scripts/browser.sh installs it
@@ -68,10 +71,16 @@ def test_the_dashboard_shows_the_ledgers_books_live(
     with serving(twin_app(catalog, speedup=1.0)) as twin:
         gw = make_gateway([twin], concurrency=48)
         drive_traffic(gw, busy_traffic(TENANTS, per_tier=3), rounds=2)
-        look_at_the_books(gw, browser)
+        # And a batch through the Batch API: three answers and a line too long to run.
+        client = openai.OpenAI(base_url=gw.v1, api_key=gw.key("gamma"), max_retries=0)
+        lines = [batch_line(f"q{i}", "llama-3.1-8b", 100 + 50 * i) for i in range(3)]
+        lines.append(batch_line("too-long", "llama-3.1-8b", 10_000_000))
+        batch = submit(client, jsonl(lines))
+        assert wait_for(client, batch.id, ended).status == "completed"
+        look_at_the_books(gw, browser, {batch.id: "gamma"})
 
 
-def look_at_the_books(gw: Gateway, browser: Browser) -> None:
+def look_at_the_books(gw: Gateway, browser: Browser, batches: dict[str, str]) -> None:
     """Open the page, key in, check every number against the ledger, save the screenshot."""
     page = browser.new_page(viewport={"width": 1440, "height": 1100})
     fetched: list[str] = []
@@ -90,7 +99,7 @@ def look_at_the_books(gw: Gateway, browser: Browser) -> None:
     enter_admin_key(page)
 
     shown = page.evaluate(READ_PAGE)
-    check_books(gw, shown)
+    check_books(gw, shown, batches)
     # The 15-minute window is cut to the gateway's start, and the page says so.
     assert shown["since"] == floors[-1].started_at.isoformat() and shown["cut"] == "true"
     assert "gateway start" in shown["windowText"] and "of the 15m asked" in shown["windowText"]
@@ -100,7 +109,7 @@ def look_at_the_books(gw: Gateway, browser: Browser) -> None:
     page.reload()
     page.wait_for_function("() => document.body.dataset.state === 'live'")
     page.wait_for_function(f"() => document.body.dataset.updated > {first!r}")
-    check_books(gw, page.evaluate(READ_PAGE))
+    check_books(gw, page.evaluate(READ_PAGE), batches)
 
     print(f"dashboard screenshot: {shot(page, 'dashboard.png')}")
 
@@ -183,8 +192,9 @@ def enter_admin_key(page: Page) -> None:
     page.wait_for_function("() => document.body.dataset.state === 'live'")
 
 
-def check_books(gw: Gateway, shown: dict[str, Any]) -> None:
-    """Every number and chart on the page against the ledger for the page's window."""
+def check_books(gw: Gateway, shown: dict[str, Any], batches: dict[str, str]) -> None:
+    """Every number and chart on the page against the ledger for the page's window;
+    `batches`: the batch ids sent, and their tenants."""
     pnl = ledger_pnl(gw, shown["since"], shown["until"])
     kpi = shown["kpi"]
     assert kpi["revenue"] == usd(pnl["revenue_usd"]) and pnl["revenue_usd"] > 0
@@ -243,7 +253,17 @@ def check_books(gw: Gateway, shown: dict[str, Any]) -> None:
     asked = Counter(e.tier_requested for e in gw.ledger.events())
     service = {r["tier"]: int(r["requests"]) for r in shown["service"] if r["requests"] != "0"}
     assert service == asked
-    assert shown["batches"] == [] and shown["noBatches"]
+    # The batch queue: each batch sent, its tenant and its lines as the batch book has them.
+    assert [row["batch"] for row in shown["batches"]] == list(batches) and not shown["noBatches"]
+    book = BatchBook(gw.ledger)
+    for row in shown["batches"]:
+        stored = book.batch(row["batch"])
+        assert stored is not None and stored.counts.total > stored.counts.completed > 0
+        c = stored.counts
+        assert (row["tenant"], row["status"]) == (batches[row["batch"]], stored.status)
+        assert (row["total"], row["completed"], row["failed"]) == tuple(
+            str(n) for n in (c.total, c.completed, c.failed)
+        )
 
 
 def micros(sum_micros: str) -> Decimal:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import httpx
@@ -10,22 +9,15 @@ import httpx
 from tokenfactory.bench.client import Endpoint, error_message
 
 
-def window(seconds: float) -> str:
-    """The gateway's window covering the last `seconds`: whole minutes, rounded up."""
-    return f"{max(1, math.ceil(seconds / 60))}m"
-
-
-def fetch_pnl(endpoint: Endpoint, admin_key: str, seconds: float) -> dict[str, Any]:
-    """GET /v1/factory/pnl for the run's window; an `error` entry when it cannot be had.
-
-    The gateway's window is whole minutes back from now, so it may also hold requests
-    that ended shortly before the run began.
-    """
-    asked = window(seconds)
+def fetch_pnl(endpoint: Endpoint, admin_key: str, since: float, until: float) -> dict[str, Any]:
+    """GET /v1/factory/pnl for exactly [since, until) (unix seconds: the run's start and
+    end on this machine's clock); an `error` entry when it cannot be had."""
+    asked = f"the run's {until - since:.1f} s"
     try:
         response = httpx.get(
             endpoint.url + "/factory/pnl",
-            params={"window": asked},
+            # Microseconds, as the ledger keeps its times.
+            params={"since": f"{since:.6f}", "until": f"{until:.6f}"},
             headers={"Authorization": f"Bearer {admin_key}"},
             timeout=endpoint.connect_timeout_s + 30,
         )

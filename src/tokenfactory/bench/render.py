@@ -127,7 +127,7 @@ def pnl(out: Console, p: Mapping[str, Any]) -> None:
         return
     tokens = p["tokens"]
     out.print(
-        f"P&L over the last {p['window_asked']}: {tokens['input']:,} input and "
+        f"P&L over {p['window_asked']}: {tokens['input']:,} input and "
         f"{tokens['output']:,} output tokens, revenue ${p['revenue_usd']:.6f}, "
         f"cost ${p['cost_usd']:.6f} + idle ${p['idle_cost_usd']:.6f}, "
         f"profit ${p['profit_usd']:.6f}",

@@ -34,11 +34,11 @@ from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import TokenBuckets
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.runtime import Floor
+from tokenfactory.gateway.windows import bounds
 from tokenfactory.ledger import KeyRecord
 from tokenfactory.ledger.batches import BatchBook
 
 log = logging.getLogger("tokenfactory.gateway")
-WINDOWS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def create_app(floor: Floor) -> FastAPI:
@@ -108,13 +108,18 @@ def create_app(floor: Floor) -> FastAPI:
         return {"object": "list", "data": data}
 
     @app.get("/v1/factory/pnl")
-    async def pnl(request: Request, window: str = "1h") -> JSONResponse:
+    async def pnl(
+        request: Request,
+        window: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> JSONResponse:
         await admin(request)
-        since, until = floor.window(_window_s(window))
-        report = await anyio.to_thread.run_sync(lambda: floor.pnl(since, until))
+        start, end = bounds(floor, window, since, until, default="1h")
+        report = await anyio.to_thread.run_sync(lambda: floor.pnl(start, end))
         return JSONResponse(json.loads(json.dumps(report, default=_plain)))
 
-    dashboard.install(app, floor, admin, _window_s)
+    dashboard.install(app, floor, admin)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -158,13 +163,6 @@ def _bearer(request: Request) -> str:
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     return secret.strip()
-
-
-def _window_s(window: str) -> float:
-    unit = window[-1:]
-    if unit not in WINDOWS or not window[:-1].isdigit() or int(window[:-1]) <= 0:
-        raise BadInput(f"window {window!r}: use e.g. 15m, 1h or 7d", param="window")
-    return int(window[:-1]) * WINDOWS[unit]
 
 
 def _plain(value: object) -> object:

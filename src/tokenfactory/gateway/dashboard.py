@@ -17,17 +17,18 @@ from fastapi.staticfiles import StaticFiles
 
 from tokenfactory.gateway.dashboard_data import floor_state, snapshot
 from tokenfactory.gateway.runtime import Floor
+from tokenfactory.gateway.windows import bounds
 
 STATIC = ("tokenfactory.gateway", "static")
 # Everything the page loads comes from the gateway itself; nothing from elsewhere.
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+WINDOW = "15m"  # what the page shows unless it asks for another window
 
 
 def install(
     app: FastAPI,
     floor: Floor,
     admin: Callable[[Request], Awaitable[None]],
-    window_s: Callable[[str], float],
 ) -> None:
     """Add the dashboard's routes: `/`, `/dashboard/*` and `/v1/factory/dashboard`."""
     page = files(STATIC[0]).joinpath(STATIC[1], "index.html").read_text(encoding="utf-8")
@@ -38,10 +39,17 @@ def install(
         return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
 
     @app.get("/v1/factory/dashboard")
-    async def dashboard(request: Request, window: str = "15m", buckets: int = 60) -> JSONResponse:
+    async def dashboard(
+        request: Request,
+        window: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        buckets: int = 60,
+    ) -> JSONResponse:
         await admin(request)
-        since, until = floor.window(window_s(window))
+        start, end = bounds(floor, window, since, until, default=WINDOW)
         # The dispatcher lives on the event loop: read it here, the ledger in a thread.
         state = floor_state(floor)
-        data = await anyio.to_thread.run_sync(lambda: snapshot(floor, since, until, buckets, state))
-        return JSONResponse({"window": window, **data}, headers={"Cache-Control": "no-store"})
+        data = await anyio.to_thread.run_sync(lambda: snapshot(floor, start, end, buckets, state))
+        asked = window or (None if since is not None else WINDOW)
+        return JSONResponse({"window": asked, **data}, headers={"Cache-Control": "no-store"})

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from tokenfactory.gateway.dashboard_batches import batch_queue
 from tokenfactory.gateway.runtime import Floor, with_energy
 from tokenfactory.ledger.records import Outcome
 from tokenfactory.ledger.report import pnl
@@ -100,6 +101,7 @@ def snapshot(
         report = with_energy(pnl(session, since, until, rates), floor.costs)
         over_time = series(session, since, until, buckets, rates)
         recent = timings(session, since, until, TIMINGS_LIMIT)
+        batches = batch_queue(session, since)
     tenants = sorted(
         report["per_tenant"].items(), key=lambda item: (-item[1]["revenue_usd"], item[0])
     )
@@ -112,8 +114,7 @@ def snapshot(
         "floor": state,
         "service": service_levels(recent, floor.tiers),
         "top_tenants": [{"tenant": name, **s} for name, s in tenants[:TOP_TENANTS]],
-        # The Batch API's queue; empty until the floor runs batches.
-        "batches": [],
+        "batches": batches,
     }
     out: dict[str, Any] = plain(data)
     return out

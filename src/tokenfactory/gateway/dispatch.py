@@ -39,6 +39,17 @@ class ReplicaSlot:
     healthy: bool = True
     engine_load: Load | None = None  # the engine's own signals (vLLM's /metrics), if any
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # The integral of 1 / running over time while busy: a request's share of the
+    # replica's time is its rise while the request runs (cost attribution's work).
+    shares_s: float = 0.0
+    counted_at: float = 0.0
+
+    def count(self, now: float) -> float:
+        """Bring `shares_s` up to `now` (call it before `running` changes); returns it."""
+        if self.running:
+            self.shares_s += (now - self.counted_at) / len(self.running)
+        self.counted_at = now
+        return self.shares_s
 
     @property
     def free(self) -> int:
@@ -62,6 +73,8 @@ class Lease:
     job: Job
     replica: ReplicaSlot
     started: float
+    shares_from: float = 0.0  # the replica's `shares_s` when the place was taken
+    share_s: float = 0.0  # once released: its share of the replica's time while it ran
     preempt: asyncio.Event = field(default_factory=asyncio.Event)
     paused: bool = False  # the holder stopped because of `preempt` and will queue again
 
@@ -148,10 +161,13 @@ class Dispatcher:
 
     def release(self, lease: Lease, served: bool = True) -> None:
         """Give a place back; the next waiting request takes it."""
-        if lease.replica.running.pop(lease.job.id, None) is None:
+        if lease.job.id not in lease.replica.running:
             return
+        now = self.clock()
+        lease.share_s = lease.replica.count(now) - lease.shares_from
+        del lease.replica.running[lease.job.id]
         if served:
-            elapsed = self.clock() - lease.started
+            elapsed = now - lease.started
             self.mean_service_s += SERVICE_EWMA * (elapsed - self.mean_service_s)
         self._wake()
 
@@ -174,7 +190,8 @@ class Dispatcher:
             if replica is None:
                 return
             heapq.heappop(self._waiting)
-            lease = Lease(waiter.job, replica, self.clock())
+            now = self.clock()
+            lease = Lease(waiter.job, replica, now, shares_from=replica.count(now))
             replica.running[waiter.job.id] = lease
             waiter.future.set_result(lease)
 

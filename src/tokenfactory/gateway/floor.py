@@ -38,6 +38,9 @@ class Result:
     queued_s: float = 0.0
     ttft_s: float | None = None
     engine_s: float = 0.0  # seconds it held a place on a replica, over all attempts
+    # Its share of those seconds: each second split evenly among the requests the replica
+    # ran then (a lone request's share is all of it).
+    share_s: float = 0.0
     preemptions: int = 0
     retries: int = 0  # attempts that failed on an engine before any token was sent
     error: str | None = None
@@ -152,6 +155,7 @@ class Run:
             # cancellation, and the awaits are shielded from the one that brought us here.
             r.engine_s += time.monotonic() - started
             self.dispatcher.release(lease)
+            r.share_s += lease.share_s
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
                 await self._count(lease, usage, text, pieces)

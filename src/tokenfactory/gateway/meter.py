@@ -1,14 +1,20 @@
 """What a request earned and cost: tier served, revenue at its prices, attributed cost.
 
 Money follows service: a realtime request that missed its TTFT or TPOT objective is
-billed as standard. Cost is the replica's cost rate times the request's work: its
-predicted seconds of replica time where the replica has a performance model (a catalog
-GPU), else its share of the time it held a place. What no request used is idle cost,
-which the ledger's P&L reports against each replica's rate.
+billed as standard. Cost is the replica's cost rate times the request's work, its share
+of the replica's time: every second a replica runs requests is split evenly among them
+(the dispatcher counts this as `Result.share_s`). Where the replica has a performance
+model (a catalog GPU) the seconds are the model's, not the wall clock's: the request's
+engine steps at the batch it ran in, each step's shared part (weight reads, launch)
+split among the batch, the part its own tokens add paid in full. A lone request pays
+its whole step times; requests that keep a replica busy add up to about its busy time.
+What no request used is idle cost, which the ledger's P&L reports against each
+replica's rate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +23,7 @@ from tokenfactory.economics import Prices
 from tokenfactory.economics.revenue import revenue
 from tokenfactory.gateway.floor import Result
 from tokenfactory.ledger.records import Outcome, UsageEvent, round_usd, usd_to_micros
-from tokenfactory.perf.model import PerfModel
+from tokenfactory.perf.model import Batch, PerfModel
 from tokenfactory.sched import TierRule
 
 
@@ -27,7 +33,6 @@ class ReplicaCost:
 
     name: str
     usd_per_s: Decimal
-    max_concurrency: int
     perf: PerfModel | None = None
     idle_kw: float | None = None  # grid power of the replica's GPUs idle and fully busy;
     busy_kw: float | None = None  # None for a host without a catalog GPU
@@ -40,11 +45,51 @@ class ReplicaCost:
         return (self.idle_kw + (self.busy_kw - self.idle_kw) * share) * window_s / 3600
 
     def work_s(self, result: Result, prompt_tokens: int) -> float:
-        """Seconds of replica time the request cost."""
-        if self.perf is not None:
-            return self.perf.work_s(prompt_tokens, result.cached_tokens, result.output_tokens)
-        # No model: it held one of `max_concurrency` places for engine_s seconds.
-        return result.engine_s / self.max_concurrency
+        """Seconds of replica time the request cost: its share of the time it ran."""
+        if self.perf is None:
+            return result.share_s  # no model: its share of the wall clock
+        # The mean batch it ran in, weighted as its share was: held time over share.
+        batch = result.engine_s / result.share_s if result.share_s > 0 else 1.0
+        cached = min(result.cached_tokens, prompt_tokens)
+        return step_share_s(self.perf, prompt_tokens, cached, result.output_tokens, batch)
+
+
+def step_share_s(
+    perf: PerfModel, prompt_tokens: int, cached_tokens: int, output_tokens: int, batch: float
+) -> float:
+    """A request's share of the engine steps it ran in, at a mean batch of `batch`.
+
+    Its prompt is one prefill step (which samples the first token), its other tokens one
+    decode step each at its mean context. A decode step of `batch` sequences is split
+    evenly among them; the prefill step pays its own tokens and a `batch`-th of the step's
+    shared part (what a decode step alone costs more than its share in the batch).
+    """
+    batch = max(1.0, batch)
+    new = prompt_tokens - cached_tokens
+    context = prompt_tokens + output_tokens / 2  # mean context of its decode steps
+    prefill = perf.step_time(
+        Batch(
+            new, new * cached_tokens + new * new / 2, cached_tokens, 0, 0.0, min(1, output_tokens)
+        )
+    )
+    alone, shared = _decode_s(perf, context, 1.0), _decode_s(perf, context, batch)
+    return max(0.0, prefill - (alone - shared)) + max(0, output_tokens - 1) * shared
+
+
+def _decode_s(perf: PerfModel, context: float, batch: float) -> float:
+    """Seconds per sequence of a decode step of `batch` sequences at `context` tokens
+    each. A fractional batch interpolates between the whole ones around it in 1 / batch,
+    as the step's shared part divides (exact for a dense model)."""
+    low = math.floor(batch)
+
+    def per_sequence(n: int) -> float:
+        return perf.step_time(Batch(0, 0.0, 0.0, n, n * context, n)) / n
+
+    low_s = per_sequence(low)
+    if batch == low:
+        return low_s
+    along = (1 / batch - 1 / low) / (1 / (low + 1) - 1 / low)
+    return low_s + along * (per_sequence(low + 1) - low_s)
 
 
 def served_tier(tier: TierRule, result: Result) -> str:

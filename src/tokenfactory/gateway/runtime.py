@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -60,11 +60,6 @@ class Floor:
     def cost_rates(self) -> dict[str, Decimal]:
         """Each replica's cost in dollars per second, for the P&L."""
         return {name: c.usd_per_s for name, c in self.costs.items()}
-
-    def window(self, seconds: float) -> tuple[datetime, datetime]:
-        """[since, until) of the last `seconds` up to now, cut to when this floor started."""
-        until = datetime.now(UTC)
-        return self.since(until - timedelta(seconds=seconds)), until
 
     def since(self, since: datetime | None) -> datetime:
         """A window's start, no earlier than this floor's: idle cost is only counted for
@@ -167,7 +162,7 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
     """Dollars per second of a replica, and its performance model where it has a GPU."""
     if spec.gpu is None:
         assert spec.cost_per_hour is not None
-        return ReplicaCost(spec.name, spec.cost_per_hour / 3600, spec.max_concurrency)
+        return ReplicaCost(spec.name, spec.cost_per_hour / 3600)
     gpu = catalog.gpu(spec.gpu)
     hardware, _ = resolve_hardware(gpu, catalog.energy, spec.economics, spec.economics.owned)
     per_hour = (
@@ -188,7 +183,6 @@ def replica_cost(spec: ReplicaSpec, catalog: Catalog) -> ReplicaCost:
     return ReplicaCost(
         spec.name,
         per_hour / 3600,
-        spec.max_concurrency,
         perf,
         idle_kw=power.facility_kw(0.0) * spec.gpus,
         busy_kw=power.facility_kw(1.0) * spec.gpus,

@@ -305,20 +305,35 @@ function renderTenants(tenants) {
   );
 }
 
-// Batches in the shape of OpenAI's Batch object: id, status, request_counts.
+// Every tenant's batches, open or in the window: counts as OpenAI's request_counts.
 function renderBatches(batches) {
   document.getElementById("no-batches").hidden = batches.length > 0;
   fill(
     "batches",
     batches.map((b) => {
-      const c = b.request_counts || { total: 0, completed: 0, failed: 0 };
-      const done = c.completed + c.failed;
+      const c = b.request_counts;
       return el(
         "tr",
-        { "data-batch": b.id, "data-status": b.status, "data-done": done, "data-total": c.total },
-        el("td", {}, b.id),
+        {
+          "data-batch": b.id,
+          "data-tenant": b.tenant,
+          "data-status": b.status,
+          "data-total": c.total,
+          "data-completed": c.completed,
+          "data-failed": c.failed,
+        },
+        el("td", {}, b.tenant),
+        // Ids are long: the tail tells them apart, the tooltip has the whole id.
+        el("td", { title: b.id }, `…${b.id.slice(-8)}`),
         el("td", {}, b.status),
-        el("td", {}, el("progress", { max: c.total || 1, value: done }), ` ${done} / ${c.total}`),
+        el(
+          "td",
+          {},
+          el("progress", { max: 1, value: b.progress ?? 0 }),
+          ` ${count(c.completed)} ok, ${count(c.failed)} failed / ${count(c.total)}`,
+        ),
+        // ISO 8601 in UTC from the gateway: month, day and minute are the UTC ones.
+        el("td", { title: b.expires_at }, b.expires_at.slice(5, 16).replace("T", " ")),
       );
     }),
   );
