@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tokenfactory.errors import UnknownId
 from tokenfactory.perf.model import Efficiency
@@ -21,7 +22,13 @@ def efficiency_path() -> Path:
 def load_efficiencies(path: Path | None = None) -> dict[str, Efficiency]:
     """Every engine kind's parameters."""
     data = tomllib.loads((path or efficiency_path()).read_text())["engine"]
-    return {kind: Efficiency(**{f: float(row[f]) for f in _FIELDS}) for kind, row in data.items()}
+    return {kind: _efficiency(row) for kind, row in data.items()}
+
+
+def _efficiency(row: dict[str, Any]) -> Efficiency:
+    fp4 = row.get("fp4_compute")
+    fields = {f: float(row[f]) for f in _FIELDS}
+    return Efficiency(**fields, fp4_compute=None if fp4 is None else float(fp4))
 
 
 def efficiency_for(kind: str, path: Path | None = None) -> Efficiency:

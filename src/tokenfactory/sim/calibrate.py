@@ -24,7 +24,10 @@ from tokenfactory.sim.replica import EngineLimits
 from tokenfactory.sim.run import NO_COST, NO_PRICES, UNBOUNDED_TIERS, Setup, simulate
 from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offline, poisson
 
-# Distribution rows give only a cap on input and a mean output; their shapes are assumed.
+# Distribution rows give a cap on input (and its mean where published) and a mean output;
+# their shapes are log-normal with the spread of OpenOrca's prompts and reference answers
+# (coefficients of variation 0.77 and 0.79). A row without an input mean assumes this
+# share of its cap.
 INPUT_MEAN_OF_CAP = 0.3
 LENGTH_CV = 0.8
 OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
@@ -63,14 +66,23 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         block_size=engine.block_size,
     )
     precision: Precision = m.precision  # type: ignore[assignment]
-    deployment = perf_deployment(catalog, m.model, m.gpu, precision, m.tensor_parallel, m.engine)
+    deployment = perf_deployment(
+        catalog,
+        m.model,
+        m.gpu,
+        precision,
+        m.tensor_parallel,
+        m.engine,
+        memory_utilization=m.kv_memory,
+    )
     replicas = m.gpus // m.tensor_parallel
     inputs: Length
     outputs: Length
     if m.fixed_lengths:
         inputs, outputs = Fixed(m.input_tokens), Fixed(m.output_tokens)
     else:
-        inputs = LogNormal(m.input_tokens * INPUT_MEAN_OF_CAP, m.input_tokens, LENGTH_CV)
+        mean_input = m.input_tokens_mean or m.input_tokens * INPUT_MEAN_OF_CAP
+        inputs = LogNormal(mean_input, m.input_tokens, LENGTH_CV)
         outputs = LogNormal(m.output_tokens, 4 * m.output_tokens, LENGTH_CV)
     requests = m.requests or OFFLINE_WAVES * limits.max_num_seqs * replicas
     requests = max(1000, int(requests * scale))
@@ -114,12 +126,15 @@ def fit(
 ) -> Efficiency:
     """The parameters that make the simulator agree best with the measurements."""
 
+    # The FP4 fraction is fitted only where some measurement runs FP4.
+    fp4 = any(m.precision == "fp4" for m in measurements)
+
     def objective(x: np.ndarray) -> float:
-        eff = _from_vector(x)
+        eff = _from_vector(x, start)
         return loss([predict(m, eff, catalog, scale) for m in measurements])
 
-    best = _nelder_mead(objective, _to_vector(start), iterations)
-    return _from_vector(best)
+    best = _nelder_mead(objective, _to_vector(start, fp4), iterations)
+    return _from_vector(best, start)
 
 
 def report(
@@ -135,19 +150,24 @@ def report(
     return predictions, medians
 
 
-def _to_vector(e: Efficiency) -> np.ndarray:
-    return np.log([e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s])
+def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
+    values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s]
+    if fp4:
+        values.append(e.compute_at("fp4"))
+    return np.log(values)
 
 
-def _from_vector(x: np.ndarray) -> Efficiency:
-    compute, memory, step, seq = np.exp(x)
-    return Efficiency(min(float(compute), 1.0), min(float(memory), 1.0), float(step), float(seq))
+def _from_vector(x: np.ndarray, start: Efficiency) -> Efficiency:
+    """Parameters from the fit's vector; an FP4 fraction it does not hold stays as it was."""
+    v = [float(f) for f in np.exp(x)]
+    fp4 = min(v[4], 1.0) if len(v) > 4 else start.fp4_compute
+    return Efficiency(min(v[0], 1.0), min(v[1], 1.0), v[2], v[3], fp4)
 
 
 def _nelder_mead(
     f: Callable[[np.ndarray], float], x0: np.ndarray, iterations: int, step: float = 0.3
 ) -> np.ndarray:
-    """Minimise f from x0 with the downhill simplex; enough for four smooth parameters."""
+    """Minimise f from x0 with the downhill simplex; enough for a handful of smooth parameters."""
     n = len(x0)
     simplex = [x0] + [x0 + step * np.eye(n)[i] for i in range(n)]
     values = [f(x) for x in simplex]
