@@ -1,9 +1,9 @@
 """Fit the performance model's few parameters to measurements, by simulating each one.
 
 Every measurement is replayed in the simulator (same engine limits, arrivals and
-lengths); the fit moves the achieved fractions of peak compute and bandwidth and the
-fixed step costs, shared by every row of one engine kind, to minimise the squared log
-error of throughput (and of mean TTFT / TPOT where measured). No constant per row.
+lengths); the fit moves the achieved fractions of peak compute and bandwidth (and of
+the FP4 peak, where a row runs FP4) and the fixed step costs, shared by every row of one
+engine kind, to minimise the squared log error of throughput. No constant per row.
 """
 
 from __future__ import annotations
@@ -104,9 +104,10 @@ def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.
 def loss(predictions: Sequence[Prediction], latency_weight: float = 0.0) -> float:
     """Mean squared log error of throughput, plus latency figures at `latency_weight`.
 
-    Latency is left out of the fit by default: the only served-load rows (MLPerf Server)
-    come from a harness that fills batches up to its latency limits, which no setting of
-    a work-conserving engine reproduces, and fitting them drags every throughput away.
+    Latency is left out of the fit by default: the only served-load row (MLPerf Server)
+    runs its engine slower per step than the offline row of the same system, at the edge
+    of its capacity, so fitting its latency saturates the simulated engine and drags every
+    throughput away (docs/performance-model.md).
     """
     terms: list[float] = []
     for p in predictions:
