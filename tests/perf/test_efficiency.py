@@ -17,7 +17,7 @@ def test_written_parameters_read_back_and_other_engines_keep_theirs(tmp_path: Pa
     path = tmp_path / "efficiency.toml"
     shutil.copy(efficiency_path(), path)
     before = load_efficiencies(path)
-    fitted = Efficiency(0.55, 0.9, 2.5e-4, 6.0e-6, fp4_compute=0.375)
+    fitted = Efficiency(0.55, 0.9, 2.5e-4, 6.0e-6, fp4_compute=0.375, attention_compute=0.3)
     write_efficiency(path, "trtllm", fitted, "test fit")
     after = load_efficiencies(path)
     assert after["trtllm"] == fitted

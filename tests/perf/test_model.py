@@ -238,3 +238,21 @@ def test_fp4_gemms_run_at_their_own_fraction_of_the_fp4_peak(catalog: Catalog) -
         a = PerfModel(Deployment(m, gpu, precision), EFF).step_time(batch)
         b = PerfModel(Deployment(m, gpu, precision), slow).step_time(batch)
         assert a == b
+
+
+def test_attention_math_runs_at_its_own_fraction_of_the_bf16_peak(catalog: Catalog) -> None:
+    m, gpu = catalog.model("llama-3.1-8b"), catalog.gpu("H100-SXM")
+    slow = dataclasses.replace(EFF, attention_compute=EFF.compute / 2)
+    batch = prefill(4096, done=8192)  # a long prompt's last chunk: attention-heavy
+    same = PerfModel(Deployment(m, gpu, "fp8"), EFF).step_time(batch)
+    halved = PerfModel(Deployment(m, gpu, "fp8"), slow).step_time(batch)
+    per_pair = 4 * m.attention_heads * m.head_dim * m.layers
+    attention_s = batch.prefill_pairs * per_pair / (gpu.bf16_tflops * 1e12 * EFF.compute)
+    # Halving the fraction doubles the attention math (compute bound here) and nothing else.
+    assert halved - same == pytest.approx(attention_s, rel=1e-9)
+    # Decode attention reads the KV cache: memory bound, so its fraction does not matter.
+    reads = decode(8, 8 * 2000.0)
+    fast_model = PerfModel(Deployment(m, gpu, "fp8"), EFF)
+    assert PerfModel(Deployment(m, gpu, "fp8"), slow).step_time(reads) == fast_model.step_time(
+        reads
+    )

@@ -12,6 +12,7 @@ from tokenfactory.perf.model import Efficiency
 
 ENGINE_KINDS = ("vllm", "sglang", "trtllm", "llamacpp")
 _FIELDS = ("compute", "memory", "step_overhead_s", "seq_overhead_s")
+_OPTIONAL = ("fp4_compute", "attention_compute")  # absent: the same as compute
 
 
 def efficiency_path() -> Path:
@@ -26,9 +27,9 @@ def load_efficiencies(path: Path | None = None) -> dict[str, Efficiency]:
 
 
 def _efficiency(row: dict[str, Any]) -> Efficiency:
-    fp4 = row.get("fp4_compute")
     fields = {f: float(row[f]) for f in _FIELDS}
-    return Efficiency(**fields, fp4_compute=None if fp4 is None else float(fp4))
+    optional = {f: float(row[f]) for f in _OPTIONAL if f in row}
+    return Efficiency(**fields, **optional)
 
 
 def efficiency_for(kind: str, path: Path | None = None) -> Efficiency:

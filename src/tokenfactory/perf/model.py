@@ -11,8 +11,9 @@ class), and the step pays both classes in sequence:
 
 F and B are the GPU's dense peak FLOPs and HBM bandwidth times fitted achieved
 fractions (`Efficiency`), per engine kind; FP4 GEMMs have their own fraction of the FP4
-peak. Quantised checkpoints keep the output head in bf16 (quantisers leave `lm_head`
-out), so the head is read and multiplied at bf16 whatever the weights' precision.
+peak, attention math its own fraction of the bf16 peak. Quantised checkpoints keep the
+output head in bf16 (quantisers leave `lm_head` out), so the head is read and multiplied
+at bf16 whatever the weights' precision.
 GEMMs pay compute and weight streaming one after the other: timed on an H100, one
 layer's GEMMs at 128 to 2048 tokens take about the sum of the two, not their maximum
 (benchmarks/gpu/roofline.py).
@@ -44,8 +45,9 @@ MEMORY_RESERVE = 0.05  # share of HBM kept for activations and the engine's work
 class Efficiency:
     """Achieved fractions of peak and fixed costs of one engine kind.
 
-    compute is the achieved fraction of the dense peak at bf16 and fp8; fp4_compute that
-    of the FP4 peak (None: the same fraction).
+    compute is the achieved fraction of the dense peak by GEMMs at bf16 and fp8;
+    fp4_compute that of the FP4 peak; attention_compute that of the bf16 peak by attention
+    math (None: the same as compute).
     """
 
     compute: float
@@ -53,6 +55,12 @@ class Efficiency:
     step_overhead_s: float
     seq_overhead_s: float
     fp4_compute: float | None = None
+    attention_compute: float | None = None
+
+    @property
+    def attention(self) -> float:
+        """The achieved fraction of the bf16 peak by attention math."""
+        return self.compute if self.attention_compute is None else self.attention_compute
 
     def compute_at(self, precision: str) -> float:
         """The achieved fraction of peak of GEMMs at a precision."""
@@ -110,6 +118,7 @@ class PerfModel:
         flops = g.tflops(d.precision) * 1e12 * eff.compute_at(d.precision)
         # Attention math, and the output head, run in bf16 even when weights are quantised.
         bf16_flops = g.bf16_tflops * 1e12 * eff.compute
+        attention_flops = g.bf16_tflops * 1e12 * eff.attention
         bandwidth = g.hbm_tb_s * 1e12 * eff.memory
         head = m.vocab_size * m.hidden_size
         embedding = 0 if m.tied_embeddings else head  # looked up, not read whole
@@ -121,7 +130,7 @@ class PerfModel:
         self._experts_active_share = m.experts_active / m.experts if m.is_moe else 0.0
         self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops
         self._head_s_per_sample = 2 * head / tp / min(flops, bf16_flops)
-        self._attn_s_per_pair, self._window = _attention_cost(m, tp, bf16_flops)
+        self._attn_s_per_pair, self._window = _attention_cost(m, tp, attention_flops)
         self._windowed_share = m.sliding_window_layers / m.layers
         kv_per_gpu = _kv_per_gpu_elements(m, tp, context=4096) * d.kv_bytes_per_element
         self.kv_bytes_per_token = kv_per_gpu

@@ -18,6 +18,11 @@ def write_efficiency(path: Path, kind: str, eff: Efficiency, source: str) -> Non
         f"step_overhead_s = {eff.step_overhead_s:.6f}\n"
         f"seq_overhead_s = {eff.seq_overhead_s:.3e}\n"
         + ("" if eff.fp4_compute is None else f"fp4_compute = {eff.fp4_compute:.4f}\n")
+        + (
+            ""
+            if eff.attention_compute is None
+            else f"attention_compute = {eff.attention_compute:.4f}\n"
+        )
         + f'source = "{source}"\n'
     )
     pattern = re.compile(rf"^\[engine\.{re.escape(kind)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)

@@ -1,9 +1,10 @@
 """Fit the performance model's few parameters to measurements, by simulating each one.
 
 Every measurement is replayed in the simulator (same engine limits, arrivals and
-lengths); the fit moves the achieved fractions of peak compute and bandwidth (and of
-the FP4 peak, where a row runs FP4) and the fixed step costs, shared by every row of one
-engine kind, to minimise the squared log error of throughput. No constant per row.
+lengths); the fit moves the achieved fractions of peak compute, attention math and
+bandwidth (and of the FP4 peak, where a row runs FP4) and the fixed step costs, shared
+by every row of one engine kind, to minimise the squared log error of throughput. No
+constant per row.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def report(
 
 
 def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
-    values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s]
+    values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s, e.attention]
     if fp4:
         values.append(e.compute_at("fp4"))
     return np.log(values)
@@ -160,9 +161,10 @@ def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
 
 def _from_vector(x: np.ndarray, start: Efficiency) -> Efficiency:
     """Parameters from the fit's vector; an FP4 fraction it does not hold stays as it was."""
-    v = [float(f) for f in np.exp(x)]
-    fp4 = min(v[4], 1.0) if len(v) > 4 else start.fp4_compute
-    return Efficiency(min(v[0], 1.0), min(v[1], 1.0), v[2], v[3], fp4)
+    v = [min(float(f), 1.0) for f in np.exp(x)]  # no fraction of peak exceeds 1
+    fp4 = v[5] if len(v) > 5 else start.fp4_compute
+    step, seq = (float(f) for f in np.exp(x[2:4]))
+    return Efficiency(v[0], v[1], step, seq, fp4, v[4])
 
 
 def _nelder_mead(
