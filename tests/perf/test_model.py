@@ -183,3 +183,76 @@ def test_moe_reads_more_experts_as_the_batch_grows(catalog: Catalog) -> None:
     for n, s in zip((1, 2, 8, 64), shares, strict=True):
         assert s == pytest.approx(1 - (1 - share) ** n, rel=1e-9)
     assert shares == sorted(shares) and shares[-1] > 0.98
+
+
+def test_moe_with_every_expert_active_streams_like_a_dense_model(catalog: Catalog) -> None:
+    moe = catalog.model("qwen3-30b-a3b")
+    every = moe.model_copy(update={"experts_active": moe.experts})
+    perf = PerfModel(Deployment(every, catalog.gpu("H100-SXM"), "bf16"), EFF)
+    # All experts are read at any batch, so decode time is exactly linear in the batch...
+    t1, t2, t3 = (perf.step_time(decode(n, 0.0)) for n in (1, 2, 3))
+    assert t3 - t2 == pytest.approx(t2 - t1, rel=1e-9)
+    # ... and its fixed part is every weight but the (looked-up) input embedding, once.
+    embedding = every.vocab_size * every.hidden_size * 2
+    bandwidth = perf.deployment.gpu.hbm_tb_s * 1e12 * EFF.memory
+    fixed = (perf.weight_bytes_per_gpu - embedding) / bandwidth + EFF.step_overhead_s
+    assert t1 - (t2 - t1) == pytest.approx(fixed, rel=1e-9)
+    # With k of E experts a batch reads fewer of them, never more.
+    sparse = model_on(catalog, "qwen3-30b-a3b", precision="bf16")
+    for n in (1, 8, 64, 512):
+        assert sparse.step_time(decode(n, 0.0)) < perf.step_time(decode(n, 0.0))
+
+
+def test_quantised_weights_keep_the_output_head_and_embedding_in_bf16(catalog: Catalog) -> None:
+    m = catalog.model("llama-3.1-8b")
+    tables = 2 * m.vocab_size * m.hidden_size  # untied: input embedding and output head
+    for precision, bpp in (("fp8", 1.0), ("fp4", 0.5), ("bf16", 2.0)):
+        perf = model_on(catalog, "llama-3.1-8b", "B200", precision=precision)
+        assert perf.weight_bytes_per_gpu == pytest.approx(
+            (total_params(m) - tables) * bpp + tables * 2
+        )
+        # Sampling one more token multiplies the head at the bf16 peak, whatever the weights.
+        sampled = perf.step_time(Batch(0, 0.0, 0.0, 1, 100.0, 1))
+        unsampled = perf.step_time(Batch(0, 0.0, 0.0, 1, 100.0, 0))
+        head_s = (
+            2
+            * m.vocab_size
+            * m.hidden_size
+            / (perf.deployment.gpu.bf16_tflops * 1e12 * EFF.compute)
+        )
+        assert sampled - unsampled == pytest.approx(head_s + EFF.seq_overhead_s, rel=1e-9)
+
+
+def test_fp4_gemms_run_at_their_own_fraction_of_the_fp4_peak(catalog: Catalog) -> None:
+    slow = dataclasses.replace(EFF, fp4_compute=EFF.compute / 2)
+    m, gpu = catalog.model("llama-3.3-70b"), catalog.gpu("B200")
+    tokens = 4096
+    batch = prefill(tokens)
+    same = PerfModel(Deployment(m, gpu, "fp4"), EFF).step_time(batch)
+    halved = PerfModel(Deployment(m, gpu, "fp4"), slow).step_time(batch)
+    head = m.vocab_size * m.hidden_size
+    linear_s = tokens * 2 * (active_params(m) - head) / (gpu.tflops("fp4") * 1e12 * EFF.compute)
+    # Halving the fraction doubles the GEMMs' math and nothing else.
+    assert halved - same == pytest.approx(linear_s, rel=1e-9)
+    for precision in ("fp8", "bf16"):  # other precisions ignore the FP4 fraction
+        a = PerfModel(Deployment(m, gpu, precision), EFF).step_time(batch)
+        b = PerfModel(Deployment(m, gpu, precision), slow).step_time(batch)
+        assert a == b
+
+
+def test_attention_math_runs_at_its_own_fraction_of_the_bf16_peak(catalog: Catalog) -> None:
+    m, gpu = catalog.model("llama-3.1-8b"), catalog.gpu("H100-SXM")
+    slow = dataclasses.replace(EFF, attention_compute=EFF.compute / 2)
+    batch = prefill(4096, done=8192)  # a long prompt's last chunk: attention-heavy
+    same = PerfModel(Deployment(m, gpu, "fp8"), EFF).step_time(batch)
+    halved = PerfModel(Deployment(m, gpu, "fp8"), slow).step_time(batch)
+    per_pair = 4 * m.attention_heads * m.head_dim * m.layers
+    attention_s = batch.prefill_pairs * per_pair / (gpu.bf16_tflops * 1e12 * EFF.compute)
+    # Halving the fraction doubles the attention math (compute bound here) and nothing else.
+    assert halved - same == pytest.approx(attention_s, rel=1e-9)
+    # Decode attention reads the KV cache: memory bound, so its fraction does not matter.
+    reads = decode(8, 8 * 2000.0)
+    fast_model = PerfModel(Deployment(m, gpu, "fp8"), EFF)
+    assert PerfModel(Deployment(m, gpu, "fp8"), slow).step_time(reads) == fast_model.step_time(
+        reads
+    )

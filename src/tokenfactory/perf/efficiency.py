@@ -5,12 +5,14 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tokenfactory.errors import UnknownId
 from tokenfactory.perf.model import Efficiency
 
 ENGINE_KINDS = ("vllm", "sglang", "trtllm", "llamacpp")
 _FIELDS = ("compute", "memory", "step_overhead_s", "seq_overhead_s")
+_OPTIONAL = ("fp4_compute", "attention_compute")  # absent: the same as compute
 
 
 def efficiency_path() -> Path:
@@ -21,7 +23,13 @@ def efficiency_path() -> Path:
 def load_efficiencies(path: Path | None = None) -> dict[str, Efficiency]:
     """Every engine kind's parameters."""
     data = tomllib.loads((path or efficiency_path()).read_text())["engine"]
-    return {kind: Efficiency(**{f: float(row[f]) for f in _FIELDS}) for kind, row in data.items()}
+    return {kind: _efficiency(row) for kind, row in data.items()}
+
+
+def _efficiency(row: dict[str, Any]) -> Efficiency:
+    fields = {f: float(row[f]) for f in _FIELDS}
+    optional = {f: float(row[f]) for f in _OPTIONAL if f in row}
+    return Efficiency(**fields, **optional)
 
 
 def efficiency_for(kind: str, path: Path | None = None) -> Efficiency:

@@ -37,6 +37,8 @@ class Measurement:
     requests: int | None = None
     qps: float | None = None
     max_num_seqs: int | None = None
+    input_tokens_mean: float | None = None  # a distribution's mean input, where published
+    kv_memory: float | None = None  # the engine's KV share of memory, where it was not the default
     ttft_ms_mean: float | None = None
     tpot_ms_mean: float | None = None
 
@@ -97,6 +99,8 @@ def _measurement(i: int, row: dict[str, Any], where: Path) -> Measurement:
             requests=row.get("requests"),
             qps=row.get("qps"),
             max_num_seqs=row.get("max_num_seqs"),
+            input_tokens_mean=row.get("input_tokens_mean"),
+            kv_memory=row.get("kv_memory"),
             ttft_ms_mean=row.get("ttft_ms_mean"),
             tpot_ms_mean=row.get("tpot_ms_mean"),
         )

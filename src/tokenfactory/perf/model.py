@@ -10,9 +10,13 @@ class), and the step pays both classes in sequence:
          + overhead                                        launch, schedule, sample
 
 F and B are the GPU's dense peak FLOPs and HBM bandwidth times fitted achieved
-fractions (`Efficiency`), per engine kind and precision. GEMMs pay compute and weight
-streaming one after the other: timed on an H100, one layer's GEMMs at 128 to 2048 tokens
-take about the sum of the two, not their maximum (benchmarks/gpu/roofline.py).
+fractions (`Efficiency`), per engine kind; FP4 GEMMs have their own fraction of the FP4
+peak, attention math its own fraction of the bf16 peak. Quantised checkpoints keep the
+output head in bf16 (quantisers leave `lm_head` out), so the head is read and multiplied
+at bf16 whatever the weights' precision.
+GEMMs pay compute and weight streaming one after the other: timed on an H100, one
+layer's GEMMs at 128 to 2048 tokens take about the sum of the two, not their maximum
+(benchmarks/gpu/roofline.py).
 Everything is per GPU: a tensor-parallel replica shards weights, heads and KV over its
 GPUs.
 """
@@ -24,21 +28,45 @@ from typing import Literal
 
 from tokenfactory.catalog import Catalog, Gpu, Model, Precision
 from tokenfactory.catalog.schema import BYTES_PER_PARAM
-from tokenfactory.perf.shape import active_params, kv_elements_per_token, total_params
+from tokenfactory.perf.shape import (
+    active_params,
+    embedding_params,
+    kv_elements_per_token,
+    total_params,
+)
 
 ACTIVATION_BYTES = 2  # activations travel in bf16 between layers
+HEAD_BYTES_PER_PARAM = 2  # the output head stays in bf16 in quantised checkpoints
 ALLREDUCE_LATENCY_S = 8e-6  # one small all-reduce over NVLink, launch included
 MEMORY_RESERVE = 0.05  # share of HBM kept for activations and the engine's workspace
 
 
 @dataclass(frozen=True, slots=True)
 class Efficiency:
-    """Achieved fractions of peak and fixed costs of one engine kind at one precision."""
+    """Achieved fractions of peak and fixed costs of one engine kind.
+
+    compute is the achieved fraction of the dense peak by GEMMs at bf16 and fp8;
+    fp4_compute that of the FP4 peak; attention_compute that of the bf16 peak by attention
+    math (None: the same as compute).
+    """
 
     compute: float
     memory: float
     step_overhead_s: float
     seq_overhead_s: float
+    fp4_compute: float | None = None
+    attention_compute: float | None = None
+
+    @property
+    def attention(self) -> float:
+        """The achieved fraction of the bf16 peak by attention math."""
+        return self.compute if self.attention_compute is None else self.attention_compute
+
+    def compute_at(self, precision: str) -> float:
+        """The achieved fraction of peak of GEMMs at a precision."""
+        if precision == "fp4" and self.fp4_compute is not None:
+            return self.fp4_compute
+        return self.compute
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +115,21 @@ class PerfModel:
         self.deployment = d
         self.efficiency = eff
         bpp = BYTES_PER_PARAM[d.precision]
-        flops = g.tflops(d.precision) * 1e12 * eff.compute
+        flops = g.tflops(d.precision) * 1e12 * eff.compute_at(d.precision)
+        # Attention math, and the output head, run in bf16 even when weights are quantised.
+        bf16_flops = g.bf16_tflops * 1e12 * eff.compute
+        attention_flops = g.bf16_tflops * 1e12 * eff.attention
         bandwidth = g.hbm_tb_s * 1e12 * eff.memory
         head = m.vocab_size * m.hidden_size
         embedding = 0 if m.tied_embeddings else head  # looked up, not read whole
         experts = _expert_params(m)
-        self._dense_weight_s = (total_params(m) - embedding - experts) * bpp / tp / bandwidth
+        body = total_params(m) - embedding - experts - head
+        head_bpp = max(bpp, HEAD_BYTES_PER_PARAM)
+        self._dense_weight_s = (body * bpp + head * head_bpp) / tp / bandwidth
         self._expert_weight_s = experts * bpp / tp / bandwidth
         self._experts_active_share = m.experts_active / m.experts if m.is_moe else 0.0
         self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops
-        self._head_s_per_sample = 2 * head / tp / flops
-        # Attention math runs in bf16 even when weights are quantised: its peak is bf16's.
-        attention_flops = g.bf16_tflops * 1e12 * eff.compute
+        self._head_s_per_sample = 2 * head / tp / min(flops, bf16_flops)
         self._attn_s_per_pair, self._window = _attention_cost(m, tp, attention_flops)
         self._windowed_share = m.sliding_window_layers / m.layers
         kv_per_gpu = _kv_per_gpu_elements(m, tp, context=4096) * d.kv_bytes_per_element
@@ -112,7 +143,8 @@ class PerfModel:
         )
         self._allreduce_fixed_s = 0.0 if tp == 1 else 2 * m.layers * ALLREDUCE_LATENCY_S
         self._layers = m.layers
-        self.weight_bytes_per_gpu = total_params(m) * bpp / tp
+        tables = embedding_params(m)  # input embedding and head: neither is quantised
+        self.weight_bytes_per_gpu = ((total_params(m) - tables) * bpp + tables * head_bpp) / tp
         hbm, weights = g.hbm_gb * 1e9, self.weight_bytes_per_gpu
         if d.memory_of == "free":  # a share of what the weights and workspace leave
             kv_bytes = (hbm * (1 - MEMORY_RESERVE) - weights) * d.memory_utilization

@@ -17,7 +17,13 @@ def write_efficiency(path: Path, kind: str, eff: Efficiency, source: str) -> Non
         f"memory = {eff.memory:.4f}\n"
         f"step_overhead_s = {eff.step_overhead_s:.6f}\n"
         f"seq_overhead_s = {eff.seq_overhead_s:.3e}\n"
-        f'source = "{source}"\n'
+        + ("" if eff.fp4_compute is None else f"fp4_compute = {eff.fp4_compute:.4f}\n")
+        + (
+            ""
+            if eff.attention_compute is None
+            else f"attention_compute = {eff.attention_compute:.4f}\n"
+        )
+        + f'source = "{source}"\n'
     )
     pattern = re.compile(rf"^\[engine\.{re.escape(kind)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
     if pattern.search(text):

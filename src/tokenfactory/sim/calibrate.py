@@ -1,9 +1,10 @@
 """Fit the performance model's few parameters to measurements, by simulating each one.
 
 Every measurement is replayed in the simulator (same engine limits, arrivals and
-lengths); the fit moves the achieved fractions of peak compute and bandwidth and the
-fixed step costs, shared by every row of one engine kind, to minimise the squared log
-error of throughput (and of mean TTFT / TPOT where measured). No constant per row.
+lengths); the fit moves the achieved fractions of peak compute, attention math and
+bandwidth (and of the FP4 peak, where a row runs FP4) and the fixed step costs, shared
+by every row of one engine kind, to minimise the squared log error of throughput. No
+constant per row.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from tokenfactory.sim.replica import EngineLimits
 from tokenfactory.sim.run import NO_COST, NO_PRICES, UNBOUNDED_TIERS, Setup, simulate
 from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offline, poisson
 
-# Distribution rows give only a cap on input and a mean output; their shapes are assumed.
+# Distribution rows give a cap on input (and its mean where published) and a mean output;
+# their shapes are log-normal with the spread of OpenOrca's prompts and reference answers
+# (coefficients of variation 0.77 and 0.79). A row without an input mean assumes this
+# share of its cap.
 INPUT_MEAN_OF_CAP = 0.3
 LENGTH_CV = 0.8
 OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
@@ -63,14 +67,23 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         block_size=engine.block_size,
     )
     precision: Precision = m.precision  # type: ignore[assignment]
-    deployment = perf_deployment(catalog, m.model, m.gpu, precision, m.tensor_parallel, m.engine)
+    deployment = perf_deployment(
+        catalog,
+        m.model,
+        m.gpu,
+        precision,
+        m.tensor_parallel,
+        m.engine,
+        memory_utilization=m.kv_memory,
+    )
     replicas = m.gpus // m.tensor_parallel
     inputs: Length
     outputs: Length
     if m.fixed_lengths:
         inputs, outputs = Fixed(m.input_tokens), Fixed(m.output_tokens)
     else:
-        inputs = LogNormal(m.input_tokens * INPUT_MEAN_OF_CAP, m.input_tokens, LENGTH_CV)
+        mean_input = m.input_tokens_mean or m.input_tokens * INPUT_MEAN_OF_CAP
+        inputs = LogNormal(mean_input, m.input_tokens, LENGTH_CV)
         outputs = LogNormal(m.output_tokens, 4 * m.output_tokens, LENGTH_CV)
     requests = m.requests or OFFLINE_WAVES * limits.max_num_seqs * replicas
     requests = max(1000, int(requests * scale))
@@ -92,9 +105,10 @@ def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.
 def loss(predictions: Sequence[Prediction], latency_weight: float = 0.0) -> float:
     """Mean squared log error of throughput, plus latency figures at `latency_weight`.
 
-    Latency is left out of the fit by default: the only served-load rows (MLPerf Server)
-    come from a harness that fills batches up to its latency limits, which no setting of
-    a work-conserving engine reproduces, and fitting them drags every throughput away.
+    Latency is left out of the fit by default: the only served-load row (MLPerf Server)
+    runs its engine slower per step than the offline row of the same system, at the edge
+    of its capacity, so fitting its latency saturates the simulated engine and drags every
+    throughput away (docs/performance-model.md).
     """
     terms: list[float] = []
     for p in predictions:
@@ -115,12 +129,15 @@ def fit(
 ) -> Efficiency:
     """The parameters that make the simulator agree best with the measurements."""
 
+    # The FP4 fraction is fitted only where some measurement runs FP4.
+    fp4 = any(m.precision == "fp4" for m in measurements)
+
     def objective(x: np.ndarray) -> float:
-        eff = _from_vector(x)
+        eff = _from_vector(x, start)
         return loss([predict(m, eff, catalog, scale) for m in measurements], latency_weight)
 
-    best = _nelder_mead(objective, _to_vector(start), iterations)
-    return _from_vector(best)
+    best = _nelder_mead(objective, _to_vector(start, fp4), iterations)
+    return _from_vector(best, start)
 
 
 def report(
@@ -136,19 +153,25 @@ def report(
     return predictions, medians
 
 
-def _to_vector(e: Efficiency) -> np.ndarray:
-    return np.log([e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s])
+def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
+    values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s, e.attention]
+    if fp4:
+        values.append(e.compute_at("fp4"))
+    return np.log(values)
 
 
-def _from_vector(x: np.ndarray) -> Efficiency:
-    compute, memory, step, seq = np.exp(x)
-    return Efficiency(min(float(compute), 1.0), min(float(memory), 1.0), float(step), float(seq))
+def _from_vector(x: np.ndarray, start: Efficiency) -> Efficiency:
+    """Parameters from the fit's vector; an FP4 fraction it does not hold stays as it was."""
+    v = [min(float(f), 1.0) for f in np.exp(x)]  # no fraction of peak exceeds 1
+    fp4 = v[5] if len(v) > 5 else start.fp4_compute
+    step, seq = (float(f) for f in np.exp(x[2:4]))
+    return Efficiency(v[0], v[1], step, seq, fp4, v[4])
 
 
 def _nelder_mead(
     f: Callable[[np.ndarray], float], x0: np.ndarray, iterations: int, step: float = 0.3
 ) -> np.ndarray:
-    """Minimise f from x0 with the downhill simplex; enough for four smooth parameters."""
+    """Minimise f from x0 with the downhill simplex; enough for a handful of smooth parameters."""
     n = len(x0)
     simplex = [x0] + [x0 + step * np.eye(n)[i] for i in range(n)]
     values = [f(x) for x in simplex]
