@@ -34,6 +34,10 @@ class ServerSpec(Table):
     max_body_bytes: int = Field(default=4_000_000, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
     health_probe_s: float = Field(default=2.0, gt=0)  # how often an unhealthy replica is probed
+    # Scale-out: Redis shared by the gateways for rate limits (none: each keeps its own).
+    redis: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
+    redis_prefix: str = "tokenfactory:"  # one per factory sharing a Redis
+    batch_lease_s: float = Field(default=10.0, gt=0)  # a dead gateway's batches move after it
 
 
 class ReplicaSpec(Table):
