@@ -3,6 +3,7 @@ budgets, token rate limits and batches hold across them as they do in one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 import redis
 from batch_helpers import ended, jsonl, line, output_lines, submit, wait_for
 from floor_helpers import ADMIN, Gateway, MakeGateway, factory_toml, twin_app
+from prometheus_client import CollectorRegistry
 from servers import free_port, serving
 from sqlalchemy import select
 from test_batch_durability import check_billing, client, delivered_tokens, finished_lines
@@ -29,6 +31,7 @@ from test_tiers import wait_until
 from tokenfactory.catalog import Catalog
 from tokenfactory.config.factory import load_factory
 from tokenfactory.errors import ConfigError
+from tokenfactory.gateway.redis_buckets import RedisBuckets
 from tokenfactory.ledger import Ledger
 from tokenfactory.ledger.schema import BatchRow
 
@@ -178,6 +181,35 @@ def test_with_redis_down_a_gateway_limits_on_its_own_and_counts_it(
         x for x in metrics.splitlines() if x.startswith("tokenfactory_rate_limit_fallbacks_total")
     ]
     assert counted == ["tokenfactory_rate_limit_fallbacks_total 14.0"]
+
+
+def test_takes_from_two_gateways_at_once_never_overdraw_a_shared_bucket(prefix: str) -> None:
+    per_minute, cost = 100, 10
+
+    async def scenario() -> tuple[list[float], float, int]:
+        registries = [CollectorRegistry() for _ in range(2)]
+        gateways = [RedisBuckets(REDIS, prefix, r) for r in registries]
+        started = time.monotonic()
+        waits = await asyncio.gather(
+            *(gateways[i % 2].take(7, per_minute, cost) for i in range(40))
+        )
+        elapsed = time.monotonic() - started
+        ttl = await gateways[0].redis.ttl(gateways[0].bucket(7))
+        for g, r in zip(gateways, registries, strict=True):
+            assert r.get_sample_value("tokenfactory_rate_limit_fallbacks_total") == 0
+            await g.close()
+        return list(waits), elapsed, ttl
+
+    waits, elapsed, ttl = asyncio.run(scenario())
+    admitted = waits.count(0.0)
+    # A full bucket holds ten takes; it refills 100 tokens a minute.
+    assert 10 <= admitted <= 10 + elapsed * per_minute / 60 / cost
+    # A refused take is told how long until its tokens are there: at most a take's worth.
+    refused = [w for w in waits if w > 0]
+    assert len(refused) == 40 - admitted
+    assert all(0 < w <= cost * 60 / per_minute for w in refused)
+    # An idle bucket is gone once it would be full again (a missing bucket is a full one).
+    assert 0 < ttl <= 61
 
 
 def test_a_factory_with_a_redis_address_that_is_not_one_is_refused(
