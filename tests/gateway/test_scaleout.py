@@ -294,6 +294,31 @@ def test_a_batch_runs_on_one_gateway_and_moves_when_that_one_dies(
     check_billing(b.ledger, batch.id, record.id, delivered)
 
 
+def test_a_batch_cancelled_on_another_gateway_stops_where_it_runs(
+    pg_database: str, catalog: Catalog, make_gateway: MakeGateway, prefix: str
+) -> None:
+    lines = 16
+    with ExitStack() as stack:
+        twins = [stack.enter_context(serving(twin_app(catalog, speedup=1.0))) for _ in range(2)]
+        a, b = two(make_gateway, shared(twins, prefix, concurrency=2), pg_database)
+        record, secret = a.ledger.create_key("acme", budget_usd=Decimal(10))
+        batch = submit(
+            client(a.url, secret),
+            jsonl([line(f"q{i}", MODEL, 100, f"question {i}") for i in range(lines)]),
+        )
+        c = client(b.url, secret)
+        wait_for(c, batch.id, lambda x: finished_lines(x) >= 1)
+        assert c.batches.cancel(batch.id).status == "cancelling"
+        # A sees the cancel when it next renews its lease, and stops the batch there.
+        done = wait_for(c, batch.id, ended, deadline_s=30)
+    assert done.status == "cancelled" and done.request_counts is not None
+    assert 1 <= done.request_counts.completed < lines
+    assert batch_requests(b) == 0 and batch_requests(a) >= 1
+    out = output_lines(c, done.output_file_id)
+    assert len(out) == done.request_counts.completed
+    check_billing(b.ledger, batch.id, record.id, delivered_tokens(out))
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url + "/health", timeout=5).status_code == 200

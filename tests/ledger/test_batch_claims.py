@@ -55,6 +55,15 @@ def test_of_many_gateways_asking_at_once_one_gets_the_batch(ledger: Ledger) -> N
     assert won.count(True) == 1
 
 
+def test_a_batch_created_with_a_claim_is_its_creators(ledger: Ledger) -> None:
+    book, b = new_batch(ledger)
+    args = (b.key_id, b.endpoint, b.input_file_id, "24h", None, b.expires_at)
+    later = book.create(*args, "gw-a", 60)
+    assert book.open_batches() == [b.id]  # the first has no claim; the new one is gw-a's
+    assert not book.claim(later.id, "gw-b", 60)
+    assert book.claim(later.id, "gw-a", 60)
+
+
 def test_a_closed_batch_cannot_be_claimed(ledger: Ledger) -> None:
     book, b = new_batch(ledger)
     assert book.claim(b.id, "gw-a", 60)

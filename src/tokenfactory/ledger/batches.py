@@ -84,10 +84,14 @@ class BatchBook:
         window: str,
         metadata: dict[str, str] | None,
         expires_at: datetime,
+        claimed_by: str | None = None,
+        lease_s: float = 0.0,
     ) -> BatchRecord:
-        """A new batch, `validating`."""
+        """A new batch, `validating`; claimed from birth by the gateway `claimed_by` for
+        `lease_s` seconds, if given, so that no other gateway takes it up first."""
         with self.ledger._write() as session:
             tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == key_id)).one()
+            lease = None if claimed_by is None else self._now(session) + timedelta(seconds=lease_s)
             row = BatchRow(
                 id=new_id("batch_"),
                 tenant_id=tenant_id,
@@ -99,6 +103,8 @@ class BatchBook:
                 metadata_json=None if metadata is None else json.dumps(metadata),
                 created_at=utcnow(),
                 expires_at=expires_at,
+                claimed_by=claimed_by,
+                lease_until=lease,
             )
             session.add(row)
             session.flush()
