@@ -212,13 +212,20 @@ def test_takes_from_two_gateways_at_once_never_overdraw_a_shared_bucket(prefix: 
     assert 0 < ttl <= 61
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("http://127.0.0.1:6379", "schemes"), ("redis://127.0.0.1:port/0", "Port")],
+)
 def test_a_factory_with_a_redis_address_that_is_not_one_is_refused(
-    catalog: Catalog, tmp_path: Path
+    catalog: Catalog, tmp_path: Path, url: str, problem: str
 ) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[server]\nredis = "http://127.0.0.1:6379"\n')
-    with pytest.raises(ConfigError, match="redis"):
+    path.write_text(
+        factory_toml(["http://127.0.0.1:1"]).replace("[server]\n", f'[server]\nredis = "{url}"\n')
+    )
+    with pytest.raises(ConfigError, match="redis") as refused:
         load_factory(path, catalog)
+    assert problem in str(refused.value)
 
 
 def claimed_by(ledger: Ledger, batch_id: str) -> str | None:
