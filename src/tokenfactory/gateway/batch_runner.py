@@ -9,6 +9,8 @@ places. Each finished line is written with its usage event in one transaction
 the lines not yet written. A line stopped half-way (the gateway stops, the batch is
 cancelled or expires) is recorded as an attempt under its own id: its work is cost, it
 earns nothing, and the line's own request id stays free for the run that delivers it.
+Gateways sharing a database run each batch on one of them at a time: the one holding its
+claim, a lease in the database renewed while the batch runs (`BatchBook.claim`).
 """
 
 from __future__ import annotations
