@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from redis.connection import parse_url
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.catalog.schema import Precision
@@ -34,6 +35,17 @@ class ServerSpec(Table):
     max_body_bytes: int = Field(default=4_000_000, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
     health_probe_s: float = Field(default=2.0, gt=0)  # how often an unhealthy replica is probed
+    # Scale-out: Redis shared by the gateways for rate limits (none: each keeps its own).
+    redis: str | None = None
+    redis_prefix: str = "tokenfactory:"  # one per factory sharing a Redis
+    batch_lease_s: float = Field(default=10.0, gt=0)  # a dead gateway's batches move after it
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_url(url)  # type: ignore[no-untyped-call]  # its ValueError says what is wrong
+        return url
 
 
 class ReplicaSpec(Table):

@@ -31,8 +31,9 @@ from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_runner import BatchRunner
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
-from tokenfactory.gateway.limits import TokenBuckets
+from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
 from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.redis_buckets import RedisBuckets
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.gateway.windows import bounds
 from tokenfactory.ledger import KeyRecord
@@ -44,7 +45,7 @@ log = logging.getLogger("tokenfactory.gateway")
 def create_app(floor: Floor) -> FastAPI:
     """The gateway app over a built floor (engines started in its lifespan)."""
     metrics = FloorMetrics()
-    generator = Generator(floor, metrics, TokenBuckets())
+    generator = Generator(floor, metrics, _rate_limiter(floor, metrics))
     book = BatchBook(floor.ledger)
     runner = BatchRunner(generator, book)
 
@@ -62,6 +63,7 @@ def create_app(floor: Floor) -> FastAPI:
             probe.cancel()
             for engine in floor.engines:
                 await engine.stop()
+            await generator.buckets.close()
             await anyio.to_thread.run_sync(floor.ledger.close)
 
     app = FastAPI(title="tokenfactory", version="0.1.0", lifespan=lifespan)
@@ -139,6 +141,14 @@ def create_app(floor: Floor) -> FastAPI:
         return {"status": "ok", "replicas": replicas}
 
     return app
+
+
+def _rate_limiter(floor: Floor, metrics: FloorMetrics) -> RateLimiter:
+    """Buckets in Redis when the factory names one (shared by its gateways), else here."""
+    server = floor.factory.server
+    if server.redis is None:
+        return TokenBuckets()
+    return RedisBuckets(server.redis, server.redis_prefix, metrics.registry)
 
 
 async def _body(request: Request, limit: int) -> Any:

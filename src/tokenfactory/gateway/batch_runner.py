@@ -9,12 +9,16 @@ places. Each finished line is written with its usage event in one transaction
 the lines not yet written. A line stopped half-way (the gateway stops, the batch is
 cancelled or expires) is recorded as an attempt under its own id: its work is cost, it
 earns nothing, and the line's own request id stays free for the run that delivers it.
+Gateways sharing a database run each batch on one of them at a time: the one holding its
+claim, a lease in the database renewed while the batch runs (`BatchBook.claim`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import replace
@@ -46,20 +50,38 @@ class BatchRunner:
         self.generator = generator
         self.floor = generator.floor
         self.book = book
+        # This gateway's name in batch claims: unique per process, readable in the table.
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = self.floor.factory.server.batch_lease_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, asyncio.Event] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Resume every batch a previous gateway left open."""
-        for batch_id in await anyio.to_thread.run_sync(self.book.open_batches):
-            self.run(batch_id)
+        """Take up every open batch no live gateway holds, now and from time to time."""
+        await self._sweep()
+        self._sweeper = asyncio.create_task(self._sweep_often(), name="batch sweeper")
 
     async def stop(self) -> None:
-        """Stop all batches where they are; lines in flight are recorded as attempts."""
-        tasks = list(self._tasks.values())
+        """Stop all batches where they are; lines in flight are recorded as attempts, and
+        the claims let go so that another gateway takes the batches up at once."""
+        tasks = [t for t in (self._sweeper, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        for batch_id in await anyio.to_thread.run_sync(self.book.open_batches):
+            self.run(batch_id)
+
+    async def _sweep_often(self) -> None:
+        """A batch whose gateway died is taken up once its lease is past."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self._sweep()
+            except Exception:  # the ledger is briefly unreachable: try again next time
+                log.exception("could not look for open batches")
 
     def run(self, batch_id: str) -> None:
         """Start driving a batch (a new one, or one to resume or cancel)."""
@@ -83,6 +105,40 @@ class BatchRunner:
     # -- one batch ---------------------------------------------------------------------
 
     async def _drive(self, batch_id: str) -> None:
+        """Run the batch while this gateway holds its claim (another gateway may)."""
+        if not await anyio.to_thread.run_sync(self.book.claim, batch_id, self.name, self.lease_s):
+            return
+        this = asyncio.current_task()
+        assert this is not None
+        keeper = asyncio.create_task(self._keep(batch_id, this), name=f"lease {batch_id}")
+        try:
+            await self._drive_claimed(batch_id)
+        finally:
+            keeper.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(keeper, return_exceptions=True)
+                await anyio.to_thread.run_sync(self.book.unclaim, batch_id, self.name)
+
+    async def _keep(self, batch_id: str, drive: asyncio.Task[None]) -> None:
+        """Renew the claim while the batch runs; see a cancel asked on another gateway;
+        stop the batch here if the claim was lost (this gateway stalled past its lease)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                status = await anyio.to_thread.run_sync(
+                    self.book.renew, batch_id, self.name, self.lease_s
+                )
+            except Exception:  # not renewed this time; the lease still has two tries' worth
+                log.exception("could not renew the lease of batch %s", batch_id)
+                continue
+            if status is None:
+                log.warning("lost the claim on batch %s: another gateway runs it", batch_id)
+                drive.cancel()
+                return
+            if status == "cancelling":
+                self._cancels.setdefault(batch_id, asyncio.Event()).set()
+
+    async def _drive_claimed(self, batch_id: str) -> None:
         b = await self._load(batch_id)
         if b.status == "validating" and not await self._validate(b):
             return

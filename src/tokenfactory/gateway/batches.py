@@ -103,6 +103,8 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
             ask.completion_window,
             ask.metadata,
             expires,
+            runner.name,  # this gateway runs it: another must not take it up first
+            runner.lease_s,
         )
         runner.run(b.id)
         return batch_object(b)

@@ -35,7 +35,7 @@ from tokenfactory.errors import (
 )
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.floor import Result, Run
-from tokenfactory.gateway.limits import TokenBuckets
+from tokenfactory.gateway.limits import RateLimiter
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.queue_limits import check_queue
@@ -65,7 +65,7 @@ class Generator:
 
     floor: Floor
     metrics: FloorMetrics
-    buckets: TokenBuckets
+    buckets: RateLimiter
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def handle(self, key: KeyRecord, call: oa.Call) -> Response:
@@ -79,11 +79,8 @@ class Generator:
         p = self.prepare(call, tier, request_id)
         kind, job, engine_request = p.kind, p.job, p.request
         if key.tokens_per_minute is not None:
-            wait = self.buckets.take(
-                key.id,
-                key.tokens_per_minute,
-                p.prompt_estimate + p.output_estimate,
-                time.monotonic(),
+            wait = await self.buckets.take(
+                key.id, key.tokens_per_minute, p.prompt_estimate + p.output_estimate
             )
             if wait:
                 self.metrics.refused.labels("rate_limit").inc()

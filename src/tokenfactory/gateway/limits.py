@@ -1,12 +1,28 @@
-"""Token rate limits per key: a token bucket refilled continuously.
+"""Token rate limits per key: a token bucket refilled continuously, in this process.
 
-The gateway runs on one event loop, so a check-and-take with no await in between cannot
-race. (Several gateways sharing limits need a shared store; see issue 7.)
+One gateway runs on one event loop, so a check-and-take with no await in between cannot
+race. Several gateways share their buckets through Redis instead (`redis_buckets.py`);
+both answer to `RateLimiter`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    """Takes tokens from a key's bucket of `per_minute` tokens."""
+
+    async def take(self, key_id: int, per_minute: int, tokens: int) -> float:
+        """Take `tokens` if the bucket holds them (0.0), else the seconds to wait."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of any connection."""
+        ...
 
 
 @dataclass
@@ -15,14 +31,19 @@ class _Bucket:
     at: float
 
 
+@dataclass
 class TokenBuckets:
     """One bucket per key, holding up to a minute's worth of tokens."""
 
-    def __init__(self) -> None:
-        self._buckets: dict[int, _Bucket] = {}
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[int, _Bucket] = field(default_factory=dict)
 
-    def take(self, key_id: int, per_minute: int, tokens: int, now: float) -> float:
+    async def take(self, key_id: int, per_minute: int, tokens: int) -> float:
         """Take `tokens` if the bucket holds them (0.0), else the seconds to wait."""
+        return self.take_at(key_id, per_minute, tokens, self.clock())
+
+    def take_at(self, key_id: int, per_minute: int, tokens: int, now: float) -> float:
+        """`take` at the time `now` (seconds on any steady clock)."""
         rate = per_minute / 60.0
         bucket = self._buckets.setdefault(key_id, _Bucket(float(per_minute), now))
         bucket.level = min(float(per_minute), bucket.level + (now - bucket.at) * rate)
@@ -33,8 +54,5 @@ class TokenBuckets:
             return 0.0
         return (need - bucket.level) / rate
 
-    def give_back(self, key_id: int, tokens: int) -> None:
-        """Return tokens estimated but not used (the request produced fewer)."""
-        bucket = self._buckets.get(key_id)
-        if bucket is not None:
-            bucket.level += tokens
+    async def close(self) -> None:
+        """Nothing to let go of."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -84,10 +84,14 @@ class BatchBook:
         window: str,
         metadata: dict[str, str] | None,
         expires_at: datetime,
+        claimed_by: str | None = None,
+        lease_s: float = 0.0,
     ) -> BatchRecord:
-        """A new batch, `validating`."""
+        """A new batch, `validating`; claimed from birth by the gateway `claimed_by` for
+        `lease_s` seconds, if given, so that no other gateway takes it up first."""
         with self.ledger._write() as session:
             tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == key_id)).one()
+            lease = None if claimed_by is None else self._now(session) + timedelta(seconds=lease_s)
             row = BatchRow(
                 id=new_id("batch_"),
                 tenant_id=tenant_id,
@@ -99,6 +103,8 @@ class BatchBook:
                 metadata_json=None if metadata is None else json.dumps(metadata),
                 created_at=utcnow(),
                 expires_at=expires_at,
+                claimed_by=claimed_by,
+                lease_until=lease,
             )
             session.add(row)
             session.flush()
@@ -129,10 +135,61 @@ class BatchBook:
             return [batch_record(r, counts.get(r.id, Counts())) for r in rows]
 
     def open_batches(self) -> list[str]:
-        """Ids of batches a runner must carry on, oldest first."""
-        query = select(BatchRow.id).where(BatchRow.status.in_(OPEN)).order_by(BatchRow.created_at)
+        """Ids of open batches no gateway holds a live claim on, oldest first."""
         with self.ledger._read() as session:
+            query = (
+                select(BatchRow.id)
+                .where(BatchRow.status.in_(OPEN), _unclaimed(self._now(session)))
+                .order_by(BatchRow.created_at)
+            )
             return list(session.scalars(query))
+
+    # -- claims: one gateway runs a batch at a time ------------------------------------
+
+    def claim(self, batch_id: str, gateway: str, lease_s: float) -> bool:
+        """Claim an open batch for `lease_s` seconds if no other gateway holds a live
+        claim on it (one UPDATE: two gateways asking at once cannot both get it)."""
+        with self.ledger._write() as session:
+            now = self._now(session)
+            claimed = session.scalars(
+                update(BatchRow)
+                .where(
+                    BatchRow.id == batch_id,
+                    BatchRow.status.in_(OPEN),
+                    _unclaimed(now) | (BatchRow.claimed_by == gateway),
+                )
+                .values(claimed_by=gateway, lease_until=now + timedelta(seconds=lease_s))
+                .returning(BatchRow.id)
+            ).one_or_none()
+        return claimed is not None
+
+    def renew(self, batch_id: str, gateway: str, lease_s: float) -> str | None:
+        """Extend the gateway's claim; the batch's status, or None if the claim was lost."""
+        with self.ledger._write() as session:
+            now = self._now(session)
+            return session.scalars(
+                update(BatchRow)
+                .where(BatchRow.id == batch_id, BatchRow.claimed_by == gateway)
+                .values(lease_until=now + timedelta(seconds=lease_s))
+                .returning(BatchRow.status)
+            ).one_or_none()
+
+    def unclaim(self, batch_id: str, gateway: str) -> None:
+        """Let go of the gateway's claim, so another may take the batch at once."""
+        with self.ledger._write() as session:
+            session.execute(
+                update(BatchRow)
+                .where(BatchRow.id == batch_id, BatchRow.claimed_by == gateway)
+                .values(claimed_by=None, lease_until=None)
+            )
+
+    def _now(self, session: Session) -> datetime:
+        """The database's clock where it has one to share (PostgreSQL), so gateways whose
+        clocks disagree still agree on leases; SQLite serves one host: its clock."""
+        if self.ledger._sqlite:
+            return utcnow()
+        now: datetime = session.scalars(select(func.now())).one()
+        return now
 
     def fail(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
         """Validation failed: the batch ends `failed` with per-line errors, nothing run."""
@@ -231,7 +288,9 @@ class BatchBook:
         """A line's output and its usage event, in one transaction, once; False if the
         line was already finished (nothing changes)."""
         with self.ledger._write() as session:
-            row = session.get(BatchLineRow, (batch_id, outcome.line))
+            # Locked (PostgreSQL): a gateway whose lease ran out mid-line and the one that
+            # took over cannot both finish it.
+            row = session.get(BatchLineRow, (batch_id, outcome.line), with_for_update=True)
             if row is None or row.status != "pending":
                 return False
             if event is not None:
@@ -293,6 +352,10 @@ class BatchBook:
                     setattr(batch, column, row.id)
             batch.status = to
             setattr(batch, f"{to}_at", now)
+
+
+def _unclaimed(now: datetime) -> Any:
+    return BatchRow.claimed_by.is_(None) | (BatchRow.lease_until < now)
 
 
 def _key_of(session: Session, batch_id: str) -> int:
