@@ -120,7 +120,8 @@ def test_a_gateway_killed_mid_batch_loses_nothing_and_doubles_nothing(
     ledger.migrate()
     record, secret = ledger.create_key("acme")
     config = tmp_path / "killed.toml"
-    config.write_text(factory(tiny))
+    # A short lease: the restarted gateway takes over the dead one's batch sooner.
+    config.write_text(factory(tiny, "batch_lease_s = 2\n"))
     port = free_port()
     command = [sys.executable, "-m", "tokenfactory", "serve", "--config", str(config)]
     command += ["--database", database, "--port", str(port)]
