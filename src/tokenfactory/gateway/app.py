@@ -23,12 +23,12 @@ from tokenfactory.errors import (
     BadInput,
     EngineUnavailable,
     Forbidden,
-    PayloadTooLarge,
     Unauthorized,
 )
-from tokenfactory.gateway import batches, dashboard, errors, files
+from tokenfactory.gateway import batches, dashboard, errors, files, openapi, usage
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_runner import BatchRunner
+from tokenfactory.gateway.body import read_json
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import TokenBuckets
@@ -39,6 +39,7 @@ from tokenfactory.ledger.batches import BatchBook
 
 log = logging.getLogger("tokenfactory.gateway")
 WINDOWS = {"m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 3660 * 86400  # ten years and then some
 
 
 def create_app(floor: Floor) -> FastAPI:
@@ -64,7 +65,11 @@ def create_app(floor: Floor) -> FastAPI:
                 await engine.stop()
             await anyio.to_thread.run_sync(floor.ledger.close)
 
-    app = FastAPI(title="tokenfactory", version="0.1.0", lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN. The schema is
+    # served at /openapi.json for any OpenAPI tool.
+    app = FastAPI(
+        title="tokenfactory", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     errors.install(app)
     limit = floor.factory.server.max_body_bytes
 
@@ -87,16 +92,19 @@ def create_app(floor: Floor) -> FastAPI:
 
     app.include_router(files.router(book, authorised))
     app.include_router(batches.router(book, runner, authorised))
+    app.include_router(usage.router(floor.ledger, authorised, _window_s))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        call = oa.ChatRequest.model_validate(await _body(request, limit))
-        return await generator.handle(await authorised(request), call)
+        key = await authorised(request)  # before reading a body a stranger sent
+        call = oa.ChatRequest.model_validate(await read_json(request, limit))
+        return await generator.handle(key, call)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        call = oa.CompletionRequest.model_validate(await _body(request, limit))
-        return await generator.handle(await authorised(request), call)
+        key = await authorised(request)  # before reading a body a stranger sent
+        call = oa.CompletionRequest.model_validate(await read_json(request, limit))
+        return await generator.handle(key, call)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -133,23 +141,8 @@ def create_app(floor: Floor) -> FastAPI:
             raise EngineUnavailable("no healthy replica")
         return {"status": "ok", "replicas": replicas}
 
+    openapi.install(app)
     return app
-
-
-async def _body(request: Request, limit: int) -> Any:
-    """The JSON body, refused over `limit` bytes or when it is not JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"request body is not valid JSON: {e}") from None
 
 
 def _bearer(request: Request) -> str:
@@ -161,10 +154,14 @@ def _bearer(request: Request) -> str:
 
 
 def _window_s(window: str) -> float:
-    unit = window[-1:]
-    if unit not in WINDOWS or not window[:-1].isdigit() or int(window[:-1]) <= 0:
+    unit, count = window[-1:], window[:-1]
+    # ASCII digits only ("²".isdigit() is true), and bounded so dates cannot overflow.
+    if unit not in WINDOWS or not (count.isascii() and count.isdigit()) or len(count) > 9:
         raise BadInput(f"window {window!r}: use e.g. 15m, 1h or 7d", param="window")
-    return int(window[:-1]) * WINDOWS[unit]
+    seconds = int(count) * WINDOWS[unit]
+    if not 0 < seconds <= MAX_WINDOW_S:
+        raise BadInput(f"window {window!r}: from 1m to {MAX_WINDOW_S // 86400}d", param="window")
+    return seconds
 
 
 def _plain(value: object) -> object:

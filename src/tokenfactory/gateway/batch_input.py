@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tokenfactory.errors import BadInput
 from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.body import parse_json
 from tokenfactory.gateway.errors import validation_error
 
 # The endpoints a batch can name, and the request shape each line's body must have.
@@ -75,9 +77,9 @@ def check(content: bytes, endpoint: str, models: Collection[str], max_line_bytes
 
 def _request(out: Checked, number: int, raw: bytes) -> dict[str, Any] | None:
     try:
-        request = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        out.error(number, "invalid_json_line", f"line is not valid JSON: {e}")
+        request = parse_json(raw)
+    except BadInput as e:
+        out.error(number, "invalid_json_line", e.message.replace("request body", "line"))
         return None
     if not isinstance(request, dict):
         out.error(number, "invalid_json_line", "line is not a JSON object")
