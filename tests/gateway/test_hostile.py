@@ -12,8 +12,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import openai
 import pytest
-from batch_helpers import jsonl, line
+from batch_helpers import ended, jsonl, line, submit, wait_for
 from floor_helpers import ADMIN, Gateway, MakeGateway, factory_toml
 from servers import serving
 
@@ -240,6 +241,12 @@ def test_odd_and_foreign_ids_are_404s_that_leak_nothing(any_gw: Gateway) -> None
             timeout=60,
         )
         assert r.status_code in (200, 400), (odd_name, r.text[:300])
+
+    # A batch whose input holds a NUL id fails its validation; it is not left stuck.
+    c = openai.OpenAI(base_url=gw.v1, api_key=alice, max_retries=0, timeout=60)
+    failed = wait_for(c, submit(c, jsonl([line("a\x00b", MODEL, 2)])).id, ended)
+    assert failed.status == "failed" and failed.errors is not None
+    assert [e.code for e in failed.errors.data or []] == ["invalid_custom_id"]
 
     # The owner still sees everything; the server still serves.
     mine = httpx.get(gw.url + f"/v1/batches/{batch_id}", headers=_auth(alice), timeout=30)
