@@ -232,6 +232,9 @@ def test_odd_and_foreign_ids_are_404s_that_leak_nothing(any_gw: Gateway) -> None
         assert status in (200, 400), (odd, rest[:300])
         cancel = httpx.post(gw.url + f"/v1/batches/{odd}/cancel", headers=_auth(alice))
         assert cancel.status_code in (400, 404), (odd, cancel.text[:300])
+    for escape in ("../../../../etc/passwd", "..%2f..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/app.py"):
+        status, rest = get_raw(gw, "/dashboard/" + escape, alice)  # the static files' mount
+        assert status == 404 and b"root:" not in rest and b'"error"' in rest, rest[:300]
     for odd_name in ("a\x00b.jsonl", "../../etc/passwd", "n" * 1000):
         r = httpx.post(
             gw.url + "/v1/files",
@@ -242,11 +245,15 @@ def test_odd_and_foreign_ids_are_404s_that_leak_nothing(any_gw: Gateway) -> None
         )
         assert r.status_code in (200, 400), (odd_name, r.text[:300])
 
-    # A batch whose input holds a NUL id fails its validation; it is not left stuck.
+    # A batch whose input holds a NUL id, deep nesting or a lone surrogate fails its
+    # validation line by line; it is not left stuck.
     c = openai.OpenAI(base_url=gw.v1, api_key=alice, max_retries=0, timeout=60)
-    failed = wait_for(c, submit(c, jsonl([line("a\x00b", MODEL, 2)])).id, ended)
+    deep = b"[" * 5_000 + b"]" * 5_000 + b"\n"
+    lone = json.dumps(line("s", MODEL, 2, "\ud800")).encode() + b"\n"
+    failed = wait_for(c, submit(c, jsonl([line("a\x00b", MODEL, 2)]) + deep + lone).id, ended)
     assert failed.status == "failed" and failed.errors is not None
-    assert [e.code for e in failed.errors.data or []] == ["invalid_custom_id"]
+    codes = [(e.line, e.code) for e in failed.errors.data or []]
+    assert codes == [(1, "invalid_custom_id"), (2, "invalid_json_line"), (3, "invalid_json_line")]
 
     # The owner still sees everything; the server still serves.
     mine = httpx.get(gw.url + f"/v1/batches/{batch_id}", headers=_auth(alice), timeout=30)
