@@ -88,6 +88,13 @@ class PayloadTooLarge(BadInput):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(BadInput):
+    """A request body in a format the route does not read (its Content-Type)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class RateLimited(TokenfactoryError):
     """Too much, too soon: the client should retry after `retry_after_s`."""
 

@@ -21,10 +21,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any, port: int | None = None, deadline_s: float = 60.0) -> Iterator[str]:
-    """Run an ASGI app until the block ends; yields its base URL."""
+def serving(
+    app: Any, port: int | None = None, deadline_s: float = 60.0, **options: Any
+) -> Iterator[str]:
+    """Run an ASGI app until the block ends; yields its base URL (`options`: uvicorn's)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    options = {"log_level": "warning", **options}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -20,23 +20,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from tokenfactory.errors import (
-    BadInput,
     EngineUnavailable,
     Forbidden,
-    PayloadTooLarge,
     Unauthorized,
 )
-from tokenfactory.gateway import batches, dashboard, errors, files
+from tokenfactory.gateway import batches, dashboard, errors, files, openapi, usage
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_runner import BatchRunner
+from tokenfactory.gateway.body import read_json
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.redis_buckets import RedisBuckets
 from tokenfactory.gateway.runtime import Floor
-from tokenfactory.gateway.windows import bounds
-from tokenfactory.ledger import KeyRecord
+from tokenfactory.gateway.windows import bounds, window_s
+from tokenfactory.ledger import KeyRecord, hash_secret
 from tokenfactory.ledger.batches import BatchBook
 
 log = logging.getLogger("tokenfactory.gateway")
@@ -66,7 +65,11 @@ def create_app(floor: Floor) -> FastAPI:
             await generator.buckets.close()
             await anyio.to_thread.run_sync(floor.ledger.close)
 
-    app = FastAPI(title="tokenfactory", version="0.1.0", lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN. The schema is
+    # served at /openapi.json for any OpenAPI tool.
+    app = FastAPI(
+        title="tokenfactory", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     errors.install(app)
     limit = floor.factory.server.max_body_bytes
 
@@ -81,7 +84,8 @@ def create_app(floor: Floor) -> FastAPI:
     async def admin(request: Request) -> None:
         """The factory file's admin key, or an active key made with `keys create --admin`."""
         secret = _bearer(request)
-        if hmac.compare_digest(secret.encode(), floor.admin_key.encode()):
+        # Digests of equal length: the comparison's time tells nothing, not even a length.
+        if hmac.compare_digest(hash_secret(secret), hash_secret(floor.admin_key)):
             return
         key = await keys.find(secret)
         if key is None or not key.active or not key.is_admin:
@@ -89,16 +93,19 @@ def create_app(floor: Floor) -> FastAPI:
 
     app.include_router(files.router(book, authorised))
     app.include_router(batches.router(book, runner, authorised))
+    app.include_router(usage.router(floor.ledger, authorised, window_s))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        call = oa.ChatRequest.model_validate(await _body(request, limit))
-        return await generator.handle(await authorised(request), call)
+        key = await authorised(request)  # before reading a body a stranger sent
+        call = oa.ChatRequest.model_validate(await read_json(request, limit))
+        return await generator.handle(key, call)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        call = oa.CompletionRequest.model_validate(await _body(request, limit))
-        return await generator.handle(await authorised(request), call)
+        key = await authorised(request)  # before reading a body a stranger sent
+        call = oa.CompletionRequest.model_validate(await read_json(request, limit))
+        return await generator.handle(key, call)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -140,6 +147,7 @@ def create_app(floor: Floor) -> FastAPI:
             raise EngineUnavailable("no healthy replica")
         return {"status": "ok", "replicas": replicas}
 
+    openapi.install(app)
     return app
 
 
@@ -149,22 +157,6 @@ def _rate_limiter(floor: Floor, metrics: FloorMetrics) -> RateLimiter:
     if server.redis is None:
         return TokenBuckets()
     return RedisBuckets(server.redis, server.redis_prefix, metrics.registry)
-
-
-async def _body(request: Request, limit: int) -> Any:
-    """The JSON body, refused over `limit` bytes or when it is not JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"request body is not valid JSON: {e}") from None
 
 
 def _bearer(request: Request) -> str:

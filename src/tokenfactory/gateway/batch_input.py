@@ -7,6 +7,7 @@ the whole batch, so nothing is run or billed.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tokenfactory.errors import BadInput
 from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.body import parse_json
 from tokenfactory.gateway.errors import validation_error
 
 # The endpoints a batch can name, and the request shape each line's body must have.
@@ -44,7 +47,9 @@ def check(content: bytes, endpoint: str, models: Collection[str], max_line_bytes
     """Check every line of a batch input against the batch's endpoint and the floor."""
     out = Checked()
     seen: set[str] = set()
-    for number, raw in enumerate(content.split(b"\n"), start=1):
+    # A byte order mark (some editors write one) is not part of the first line.
+    lines = content.removeprefix(codecs.BOM_UTF8).split(b"\n")
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue  # blank lines (a trailing newline) are not requests
         if len(raw) > max_line_bytes:
@@ -56,6 +61,10 @@ def check(content: bytes, endpoint: str, models: Collection[str], max_line_bytes
         custom_id = request.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
             out.error(number, "missing_custom_id", "custom_id is missing", "custom_id")
+            continue
+        if "\x00" in custom_id:  # no database keeps a NUL in text
+            message = "custom_id holds a NUL character"
+            out.error(number, "invalid_custom_id", message, "custom_id")
             continue
         if custom_id in seen:
             out.error(
@@ -75,9 +84,9 @@ def check(content: bytes, endpoint: str, models: Collection[str], max_line_bytes
 
 def _request(out: Checked, number: int, raw: bytes) -> dict[str, Any] | None:
     try:
-        request = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        out.error(number, "invalid_json_line", f"line is not valid JSON: {e}")
+        request = parse_json(raw)
+    except BadInput as e:
+        out.error(number, "invalid_json_line", e.message.replace("request body", "line"))
         return None
     if not isinstance(request, dict):
         out.error(number, "invalid_json_line", "line is not a JSON object")

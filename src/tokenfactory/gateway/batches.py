@@ -6,7 +6,6 @@ runs it. A tenant sees only its own batches: another's id is a 404.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +13,11 @@ import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenfactory.errors import BadInput, Forbidden, NotFound, PayloadTooLarge
+from tokenfactory.errors import BadInput, Forbidden, NotFound
 from tokenfactory.gateway.batch_input import ENDPOINTS
 from tokenfactory.gateway.batch_runner import TIER, BatchRunner
-from tokenfactory.gateway.files import Authorise
+from tokenfactory.gateway.body import read_json
+from tokenfactory.gateway.files import Authorise, plausible
 from tokenfactory.ledger.batch_records import STAMPS, BatchRecord
 from tokenfactory.ledger.batches import BatchBook
 
@@ -29,9 +29,17 @@ class BatchCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     input_file_id: str = Field(min_length=1)
-    endpoint: str
-    completion_window: str
-    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    # Checked in `create` (for OpenAI's messages); the enums tell the published schema.
+    endpoint: str = Field(json_schema_extra={"enum": list(ENDPOINTS)})
+    completion_window: str = Field(json_schema_extra={"enum": ["24h"]})
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={
+            "propertyNames": {"maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": 512},
+        },
+    )
     # Accepted for compatibility; this floor keeps output files until they are deleted.
     output_expires_after: dict[str, Any] | None = None
 
@@ -76,7 +84,7 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
     @api.post("/v1/batches")
     async def create(request: Request) -> dict[str, Any]:
         key = await authorised(request)
-        ask = BatchCreate.model_validate(await _json(request, limit))
+        ask = BatchCreate.model_validate(await read_json(request, limit))
         if ask.endpoint not in ENDPOINTS:
             offered = ", ".join(ENDPOINTS)
             raise BadInput(
@@ -89,7 +97,9 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
                 raise BadInput("metadata keys hold 64 characters, values 512", param="metadata")
         if not key.allows(TIER):
             raise Forbidden(f"this key may not use the {TIER} tier")
-        found = await anyio.to_thread.run_sync(book.file, key.tenant_id, ask.input_file_id)
+        found = None
+        if plausible(ask.input_file_id):
+            found = await anyio.to_thread.run_sync(book.file, key.tenant_id, ask.input_file_id)
         if found is None:
             raise NotFound(f"no file {ask.input_file_id!r}", param="input_file_id")
         if found.purpose != "batch":
@@ -119,6 +129,8 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
         key = await authorised(request)
         if not 1 <= limit <= 100:
             raise BadInput("limit must be between 1 and 100", param="limit")
+        if after is not None and not plausible(after):
+            after = None  # as any unknown cursor: the list from the start
         found = await anyio.to_thread.run_sync(book.batches, key.tenant_id, after, limit + 1)
         data = [batch_object(b) for b in found[:limit]]
         return {
@@ -147,20 +159,12 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
 
 
 async def _mine(book: BatchBook, batch_id: str, tenant_id: int) -> BatchRecord:
-    found = await anyio.to_thread.run_sync(book.batch, batch_id, tenant_id)
+    found = None
+    if plausible(batch_id):
+        found = await anyio.to_thread.run_sync(book.batch, batch_id, tenant_id)
     if found is None:
         raise NotFound(f"no batch {batch_id!r}", param="batch_id")
     return found
-
-
-async def _json(request: Request, limit: int) -> Any:
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"request body is not valid JSON: {e}") from None
 
 
 def _unix(when: datetime | None) -> int | None:

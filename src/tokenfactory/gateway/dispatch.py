@@ -25,6 +25,8 @@ from tokenfactory.sched import Job, Policy, ReplicaLoad, route
 SERVICE_EWMA = 0.05
 # What a request the engine runs for someone else weighs in routing, in prompt tokens.
 FOREIGN_REQUEST_TOKENS = 512
+# Sessions (`user`) remembered for affinity; past this the memory starts afresh.
+MAX_HOMES = 100_000
 
 
 @dataclass(eq=False)
@@ -206,6 +208,8 @@ class Dispatcher:
         self._routed += 1
         chosen = next(r for r in open_ if r.index == index)
         if waiter.session:
+            if len(self._homes) >= MAX_HOMES:  # bounded: clients choose `user` freely
+                self._homes.clear()
             self._homes[waiter.session] = chosen.index
         return chosen
 

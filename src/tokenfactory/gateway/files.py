@@ -21,6 +21,8 @@ from tokenfactory.ledger.batch_records import FileRecord
 from tokenfactory.ledger.batches import BatchBook
 
 MAX_FILE_BYTES = 200_000_000  # OpenAI's limit on a batch input file
+MAX_ID = 64  # the ledger's id columns
+MAX_FILENAME = 255  # the ledger's filename column
 Authorise = Callable[[Request], Awaitable[KeyRecord]]
 
 
@@ -39,6 +41,12 @@ def file_object(f: FileRecord) -> dict[str, Any]:
     }
 
 
+def plausible(object_id: str) -> bool:
+    """Whether an id could be one this floor made: short printable ASCII. Any other
+    (a NUL, which PostgreSQL cannot even compare, or megabytes) names nothing."""
+    return 0 < len(object_id) <= MAX_ID and object_id.isascii() and object_id.isprintable()
+
+
 def router(book: BatchBook, authorised: Authorise) -> APIRouter:
     """The /v1/files routes."""
     api = APIRouter()
@@ -55,6 +63,11 @@ def router(book: BatchBook, authorised: Authorise) -> APIRouter:
         if "file" not in form:
             raise BadInput("no file in the form: send it as the 'file' field", param="file")
         filename, content = form["file"]
+        if filename is not None and (len(filename) > MAX_FILENAME or not filename.isprintable()):
+            raise BadInput(
+                f"the file's name must be printable and at most {MAX_FILENAME} characters",
+                param="file",
+            )
         stored = await anyio.to_thread.run_sync(
             book.add_file, key.tenant_id, filename or "input.jsonl", "batch", content
         )
@@ -63,7 +76,9 @@ def router(book: BatchBook, authorised: Authorise) -> APIRouter:
     @api.get("/v1/files/{file_id}")
     async def retrieve(request: Request, file_id: str) -> dict[str, Any]:
         key = await authorised(request)
-        found = await anyio.to_thread.run_sync(book.file, key.tenant_id, file_id)
+        found = None
+        if plausible(file_id):
+            found = await anyio.to_thread.run_sync(book.file, key.tenant_id, file_id)
         if found is None:
             raise NotFound(f"no file {file_id!r}", param="file_id")
         return file_object(found)
@@ -71,7 +86,9 @@ def router(book: BatchBook, authorised: Authorise) -> APIRouter:
     @api.get("/v1/files/{file_id}/content")
     async def content(request: Request, file_id: str) -> Response:
         key = await authorised(request)
-        data = await anyio.to_thread.run_sync(book.content, key.tenant_id, file_id)
+        data = None
+        if plausible(file_id):
+            data = await anyio.to_thread.run_sync(book.content, key.tenant_id, file_id)
         if data is None:
             raise NotFound(f"no file {file_id!r}", param="file_id")
         return Response(data, media_type="application/jsonl")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ServiceTier = Literal["auto", "default", "flex", "priority", "scale"]
 
@@ -44,12 +44,20 @@ class _Common(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1)
+    # OpenAI's bounds: up to 4 stop sequences, a 64-bit seed, 16 metadata pairs.
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    user: str | None = None
-    metadata: dict[str, str] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+
+    @field_validator("stop")
+    @classmethod
+    def _four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("give at most 4 stop sequences")
+        return stop
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters passed to the engine, only those given."""

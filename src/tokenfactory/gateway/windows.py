@@ -17,12 +17,19 @@ UNITS = {"m": 60, "h": 3600, "d": 86400}
 UNIX = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
+MAX_WINDOW_S = 3660 * 86400  # ten years and then some
+
+
 def window_s(window: str) -> float:
     """Seconds of a window like `15m`, `1h` or `7d`."""
-    unit = window[-1:]
-    if unit not in UNITS or not window[:-1].isdigit() or int(window[:-1]) <= 0:
+    unit, count = window[-1:], window[:-1]
+    # ASCII digits only ("²".isdigit() is true), and bounded so dates cannot overflow.
+    if unit not in UNITS or not (count.isascii() and count.isdigit()) or len(count) > 9:
         raise BadInput(f"window {window!r}: use e.g. 15m, 1h or 7d", param="window")
-    return int(window[:-1]) * UNITS[unit]
+    seconds = int(count) * UNITS[unit]
+    if not 0 < seconds <= MAX_WINDOW_S:
+        raise BadInput(f"window {window!r}: from 1m to {MAX_WINDOW_S // 86400}d", param="window")
+    return seconds
 
 
 def moment(text: str, param: str) -> datetime:

@@ -1,0 +1,72 @@
+"""Reading a JSON request body strictly: capped in size, UTF-8, standard JSON, real text.
+
+Whatever a client sends, the answer is a clean 4xx: a body over the limit (413, read no
+further), a Content-Type that is not JSON (415), bytes that are not UTF-8, JSON's
+non-standard NaN and Infinity, nesting deeper than the parser's stack, or a string with a
+lone surrogate, which no engine could encode (400).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from tokenfactory.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, refused over `limit` bytes or when it is not clean JSON."""
+    media = request.headers.get("content-type")
+    if media is not None:  # absent: taken as JSON, as curl users often forget it
+        kind, *params = (p.strip().lower() for p in media.split(";"))
+        if kind != "application/json" and not kind.endswith("+json"):
+            raise UnsupportedMediaType(f"Content-Type {kind!r}: send application/json")
+        charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
+        if any(c not in ("utf-8", "utf8") for c in charsets):
+            raise UnsupportedMediaType(f"Content-Type {media!r}: JSON bodies are UTF-8")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+    return parse_json(bytes(body))
+
+
+def parse_json(raw: bytes) -> Any:
+    """`raw` as JSON, or BadInput saying why it is not acceptable JSON."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise BadInput(f"request body is not UTF-8: {e}") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadInput("request body is not valid JSON: nested too deeply") from None
+    _check_text(value)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise BadInput(f"request body is not valid JSON: {name} is not a JSON number")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse strings (keys too) that are not valid Unicode: lone UTF-16 surrogates."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadInput("request body has a lone surrogate (\\ud800 to \\udfff)") from None
