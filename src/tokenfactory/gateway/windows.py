@@ -28,7 +28,10 @@ def window_s(window: str) -> float:
         raise BadInput(f"window {window!r}: use e.g. 15m, 1h or 7d", param="window")
     seconds = int(count) * UNITS[unit]
     if not 0 < seconds <= MAX_WINDOW_S:
-        raise BadInput(f"window {window!r}: from 1m to {MAX_WINDOW_S // 86400}d", param="window")
+        raise BadInput(
+            f"window {window!r}: use e.g. 15m, 1h or 7d, from 1m to {MAX_WINDOW_S // 86400}d",
+            param="window",
+        )
     return seconds
 
 
