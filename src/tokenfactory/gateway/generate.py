@@ -116,7 +116,9 @@ class Generator:
                 raise QuotaExceeded("the key's budget is spent; raise it or use another key")
             ticket.journalled = True
         if call.stream:
-            ticket.tab = Tab(self.journal, lambda n: self._journal_event(run, ticket, n))
+            ticket.tab = Tab(
+                self.journal, lambda n: self._journal_event(run, ticket, n), call.limit
+            )
             ticket.journalled = True  # its first token opens the row if the budget did not
         try:
             self._admit(job)

@@ -3,7 +3,8 @@
 A stream has a credit of `CREDIT` tokens: before it sends a token past what its journal
 row covers, that row is advanced to cover `CREDIT` more. The renewal is asked for when
 half the credit is left, so a stream rarely waits on it. Killed at any moment, the ledger
-holds at least every token a client received and at most `CREDIT` more. Renewals from all
+holds at least every token a client received and at most `CREDIT` more (and never more
+than the request's max_tokens). Renewals from all
 streams are written together, one transaction per round (`Journal`), so the cost is one
 commit per round and not one per token or per stream.
 """
@@ -60,6 +61,7 @@ class Tab:
 
     journal: Journal
     event_for: Callable[[int], UsageEvent]  # the event that bills n output tokens
+    limit: int | None = None  # the request's max_tokens: never billed past it
     credit: int = CREDIT
     sent: int = 0
     covered: int = 0
@@ -74,7 +76,8 @@ class Tab:
             self._renew(target)
             await self.settle()
         self.sent = target
-        if self._renewal is None and self.covered - target < self.credit // 2:
+        capped = self.limit is not None and self.covered >= self.limit
+        if self._renewal is None and not capped and self.covered - target < self.credit // 2:
             self._renew(target)
 
     async def settle(self) -> None:
@@ -88,4 +91,6 @@ class Tab:
 
     def _renew(self, sent: int) -> None:
         tokens = sent + self.credit
+        if self.limit is not None:
+            tokens = max(sent, min(tokens, self.limit))
         self._renewal = (tokens, self.journal.write(self.event_for(tokens)))
