@@ -103,21 +103,23 @@ class Generator:
         # A budget is reserved before the run and settled after; unlimited keys skip it.
         # The reservation opens the request's journal row in the same transaction.
         reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(p.value))
-        run = Run(
-            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
-        )
         ticket = _Ticket(
             key, call, tier, p.model_id, request_id, reserve, datetime.now(UTC), p.prompt_estimate
         )
         if reserve:
-            opening = self._journal_event(run, ticket, 0)
+            opening = self._journal_event(Result(), time.monotonic(), ticket, 0)
             if not await anyio.to_thread.run_sync(self.journal.book.open, opening, reserve):
                 self.metrics.refused.labels("budget").inc()
                 raise QuotaExceeded("the key's budget is spent; raise it or use another key")
             ticket.journalled = True
+        run = Run(
+            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
+        )
         if call.stream:
             ticket.tab = Tab(
-                self.journal, lambda n: self._journal_event(run, ticket, n), call.limit
+                self.journal,
+                lambda n: self._journal_event(run.result, run.arrived, ticket, n),
+                call.limit,
             )
             ticket.journalled = True  # its first token opens the row if the budget did not
         try:
@@ -352,11 +354,10 @@ class Generator:
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
         return billed_name, usage
 
-    def _journal_event(self, run: Run, t: _Ticket, tokens: int) -> UsageEvent:
+    def _journal_event(self, r: Result, arrived: float, t: _Ticket, tokens: int) -> UsageEvent:
         """What the request is billed if the gateway dies now, `tokens` sent: the event
         of an interrupted request (nothing sent, nothing earned)."""
-        r = run.result
-        elapsed = time.monotonic() - run.arrived
+        elapsed = time.monotonic() - arrived
         now = replace(
             r,
             outcome=Outcome.INTERRUPTED.value,

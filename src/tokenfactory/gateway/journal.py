@@ -85,8 +85,11 @@ class Tab:
         if self._renewal is None:
             return
         tokens, done = self._renewal
-        self._renewal = None
-        await done
+        try:
+            await done
+        finally:
+            if done.done():  # cancelled while it is written, it stays for the next settle
+                self._renewal = None
         self.covered = max(self.covered, tokens)
 
     def _renew(self, sent: int) -> None:
