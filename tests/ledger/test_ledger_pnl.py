@@ -78,6 +78,7 @@ def test_totals(books: Ledger) -> None:
         "engine_error": 0,
         "refused": 1,
         "abandoned": 1,
+        "interrupted": 0,
     }
     assert report["revenue_usd"] == usd("0.3")  # three times $0.1, exactly
     assert report["cost_usd"] == usd("0.065")

@@ -51,6 +51,10 @@ def create_app(floor: Floor) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(floor.ledger.migrate)
+        # Requests a killed gateway left running are billed for what they sent, once.
+        interrupted = await anyio.to_thread.run_sync(generator.journal.book.recover)
+        if interrupted:
+            log.warning("billed %d requests interrupted by a previous gateway", interrupted)
         for engine in floor.engines:
             await engine.start()
         probe = asyncio.create_task(_probe(floor))

@@ -9,6 +9,7 @@ describing what the client actually received, for the meter.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
@@ -76,8 +77,11 @@ class Run:
                 r.replica = lease.replica.name
                 attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
                 try:
-                    async for piece in self._attempt(lease, attempt):
-                        yield piece
+                    # Closed here, not by the garbage collector: a stream closed while it
+                    # waits at `yield` must count the attempt's tokens before it is billed.
+                    async with contextlib.aclosing(self._attempt(lease, attempt)) as pieces:
+                        async for piece in pieces:
+                            yield piece
                 except EngineError as e:
                     failed |= {lease.replica.index}
                     delivered = "" if self.restartable else r.text

@@ -3,17 +3,20 @@
 Order of checks, each a clean 4xx that loses nothing: model, tier, context, token rate,
 budget (an estimate is reserved, the real charge settled at the end), admission. Then
 the request runs through the floor; however it ends (done, client gone, engine failed)
-its usage event is written once, shielded from the client's cancellation.
+its usage event is written once, shielded from the client's cancellation. Should the
+gateway die first, its journal row (opened with the reservation; for a stream, advanced
+before tokens are sent: gateway/journal.py) is billed when a gateway starts again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -35,13 +38,15 @@ from tokenfactory.errors import (
 )
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.floor import Result, Run
+from tokenfactory.gateway.journal import Journal, Tab
 from tokenfactory.gateway.limits import RateLimiter
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.queue_limits import check_queue
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.gateway.sse import EventStream
-from tokenfactory.ledger import KeyRecord
+from tokenfactory.ledger import KeyRecord, Outcome, UsageEvent
+from tokenfactory.ledger.open_requests import OpenRequests
 from tokenfactory.ledger.records import round_usd, usd_to_micros
 from tokenfactory.sched import Job, TierRule
 
@@ -67,6 +72,10 @@ class Generator:
     metrics: FloorMetrics
     buckets: RateLimiter
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    journal: Journal = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.journal = Journal(OpenRequests(self.floor.ledger))
 
     async def handle(self, key: KeyRecord, call: oa.Call) -> Response:
         """Check, admit, run and meter one call."""
@@ -89,21 +98,32 @@ class Generator:
                     retry_after_s=wait,
                 )
         # A budget is reserved before the run and settled after; unlimited keys skip it.
+        # The reservation opens the request's journal row in the same transaction.
         reserve = 0 if key.budget_micros is None else usd_to_micros(round_usd(p.value))
-        if reserve and not await anyio.to_thread.run_sync(floor.ledger.charge, key.id, reserve):
-            self.metrics.refused.labels("budget").inc()
-            raise QuotaExceeded("the key's budget is spent; raise it or use another key")
-        try:
-            self._admit(job)
-        except RateLimited:
-            await self._refund(key, reserve)
-            raise
-        run = Run(
-            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
-        )
         ticket = _Ticket(
             key, call, tier, p.model_id, request_id, reserve, datetime.now(UTC), p.prompt_estimate
         )
+        if reserve:
+            opening = self._journal_event(Result(), time.monotonic(), ticket, 0)
+            if not await anyio.to_thread.run_sync(self.journal.book.open, opening, reserve):
+                self.metrics.refused.labels("budget").inc()
+                raise QuotaExceeded("the key's budget is spent; raise it or use another key")
+            ticket.journalled = True
+        run = Run(
+            job, engine_request, floor.dispatcher, session=call.user, restartable=not call.stream
+        )
+        if call.stream:
+            ticket.tab = Tab(
+                self.journal,
+                lambda n: self._journal_event(run.result, run.arrived, ticket, n),
+                call.limit,
+            )
+            ticket.journalled = True  # its first token opens the row if the budget did not
+        try:
+            self._admit(job)
+        except RateLimited:
+            await self._refund(ticket)
+            raise
         ticket.pieces = pieces = run.stream()
         try:
             first = await pieces.__anext__()
@@ -112,7 +132,7 @@ class Generator:
         except RateLimited:
             # It waited past its tier's patience without a place: refused, nothing ran.
             self.metrics.refused.labels("patience").inc()
-            await self._refund(key, reserve)
+            await self._refund(ticket)
             raise
         except EngineError as e:
             await self._finish(run, ticket)
@@ -184,10 +204,10 @@ class Generator:
             self.metrics.refused.labels("queue_full").inc()
             raise
 
-    async def _refund(self, key: KeyRecord, reserve: int) -> None:
+    async def _refund(self, t: _Ticket) -> None:
         """Give back a budget reservation for a request refused before it ran."""
-        if reserve:
-            await anyio.to_thread.run_sync(self.floor.ledger.spend, key.id, -reserve)
+        if t.journalled:
+            await anyio.to_thread.run_sync(self.journal.book.withdraw, t.request_id, t.key.id)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
@@ -242,10 +262,10 @@ class Generator:
                     )
                 )
             if first is not None:
-                yield self._piece(t, kind, first, created)
+                yield await self._send(t, kind, first, created)
             try:
                 async for piece in pieces:
-                    yield self._piece(t, kind, piece, created)
+                    yield await self._send(t, kind, piece, created)
             except EngineError as e:
                 error = {
                     "message": f"the engine failed mid-stream: {e}",
@@ -273,6 +293,12 @@ class Generator:
             if not finished:
                 await self._finish(run, t)
 
+    async def _send(self, t: _Ticket, kind: str, text: str, created: int) -> bytes:
+        """A piece's chunk, once the journal covers its token (one piece is one token)."""
+        assert t.tab is not None  # streams have one
+        await t.tab.send()
+        return self._piece(t, kind, text, created)
+
     def _piece(self, t: _Ticket, kind: str, text: str, created: int) -> bytes:
         answered = ANSWERED_AS[t.tier.name]
         if kind == "chat":
@@ -296,6 +322,10 @@ class Generator:
     async def _meter(self, run: Run, t: _Ticket) -> tuple[str, dict[str, Any]]:
         if t.pieces is not None:
             await t.pieces.aclose()  # stops the run if the client left mid-way
+        if t.tab is not None:
+            # Its last renewal lands before the row is closed, never after.
+            with contextlib.suppress(Exception):
+                await t.tab.settle()
         r = run.result
         prompt = r.prompt_tokens if r.prompt_tokens is not None else t.prompt_estimate
         billed_name = served_tier(t.tier, r)
@@ -312,13 +342,39 @@ class Generator:
             cost=floor.costs.get(r.replica),
             started_at=t.started_at,
         )
-        # The event and the settling of the reservation in one transaction, once.
+        # The event, the settling of the reservation and the journal row's end: one
+        # transaction, once.
         await anyio.to_thread.run_sync(
-            lambda: floor.ledger.record(event, charge_key=True, reserved_micros=t.reserve)
+            lambda: self.journal.book.close(event, t.reserve, journalled=t.journalled)
         )
         self.observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
         return billed_name, usage
+
+    def _journal_event(self, r: Result, arrived: float, t: _Ticket, tokens: int) -> UsageEvent:
+        """What the request is billed if the gateway dies now, `tokens` sent: the event
+        of an interrupted request (nothing sent, nothing earned)."""
+        elapsed = time.monotonic() - arrived
+        now = replace(
+            r,
+            outcome=Outcome.INTERRUPTED.value,
+            output_tokens=tokens,
+            engine_s=max(0.0, elapsed - r.queued_s),
+        )
+        billed = served_tier(t.tier, now)
+        event = usage_event(
+            request_id=t.request_id,
+            key_id=t.key.id,
+            model=t.model_id,
+            tier=t.tier,
+            billed_tier=billed,
+            prices=self.floor.prices[(t.model_id, billed)],
+            result=now,
+            prompt_tokens=r.prompt_tokens if r.prompt_tokens is not None else t.prompt_estimate,
+            cost=self.floor.costs.get(r.replica),
+            started_at=t.started_at,
+        )
+        return event if tokens else replace(event, revenue_micros=0)
 
     def observe(
         self,
@@ -382,6 +438,8 @@ class _Ticket:
     prompt_estimate: int
     pieces: AsyncGenerator[str, None] | None = None
     metered: tuple[str, dict[str, Any]] | None = None
+    tab: Tab | None = None  # a stream's write-ahead count
+    journalled: bool = False  # whether it may have a journal row to close
 
 
 def _event(data: dict[str, Any]) -> bytes:

@@ -155,21 +155,25 @@ class Ledger:
 
     def charge(self, key_id: int, micros: int) -> bool:
         """Add `micros` to the key's spend only if it stays within budget; True if it did."""
+        with self._write() as session:
+            return self._charge(session, key_id, micros)
+
+    def _charge(self, session: Session, key_id: int, micros: int) -> bool:
+        """`charge` inside the caller's transaction (the request journal opens with it)."""
         if micros < 0:
             raise BadInput("charge() takes a non-negative amount; use spend() to refund")
         within = ApiKey.budget_micros.is_(None) | (
             ApiKey.spent_micros + micros <= ApiKey.budget_micros
         )
-        with self._write() as session:
-            # One statement: the check and the add cannot be split by another writer.
-            charged = session.scalars(
-                update(ApiKey)
-                .where(ApiKey.id == key_id, within)
-                .values(spent_micros=ApiKey.spent_micros + micros)
-                .returning(ApiKey.id)
-            ).one_or_none()
-            if charged is None and session.get(ApiKey, key_id) is None:
-                raise KeyNotFound(f"no API key with id {key_id}")
+        # One statement: the check and the add cannot be split by another writer.
+        charged = session.scalars(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, within)
+            .values(spent_micros=ApiKey.spent_micros + micros)
+            .returning(ApiKey.id)
+        ).one_or_none()
+        if charged is None and session.get(ApiKey, key_id) is None:
+            raise KeyNotFound(f"no API key with id {key_id}")
         return charged is not None
 
     def spend(self, key_id: int, micros: int) -> None:

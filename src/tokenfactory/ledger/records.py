@@ -56,6 +56,8 @@ class Outcome(enum.StrEnum):
     ENGINE_ERROR = "engine_error"
     REFUSED = "refused"
     ABANDONED = "abandoned"
+    # The gateway died while the request ran; billed on restart for what its journal held.
+    INTERRUPTED = "interrupted"
 
 
 def require_utc(name: str, when: datetime | None) -> None:

@@ -141,6 +141,23 @@ class UsageRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class OpenRequestRow(Base):
+    """A request still running: the event it would be billed with if the gateway died now.
+
+    Opened with its budget reservation in one transaction, advanced before the client is
+    sent more tokens, and deleted in the transaction that writes its final usage event.
+    """
+
+    __tablename__ = "open_requests"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    reserved_micros: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(Text)  # the UsageEvent as JSON, outcome interrupted
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 BATCH_STATUSES = (
     "validating",
     "failed",

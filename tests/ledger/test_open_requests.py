@@ -1,0 +1,97 @@
+"""The journal of running requests: opened with the reservation, advanced, closed with
+the final event, and billed once as interrupted when a gateway died first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+
+from tokenfactory.ledger import Ledger, Outcome, UsageEvent
+from tokenfactory.ledger.open_requests import OpenRequests, dump_event, load_event
+
+MakeEvent = Callable[..., UsageEvent]
+
+
+def interrupted(make_event: MakeEvent, rid: str, key_id: int, tokens: int) -> UsageEvent:
+    return make_event(
+        rid, key_id, outcome=Outcome.INTERRUPTED, output_tokens=tokens, revenue_micros=tokens
+    )
+
+
+def test_an_event_survives_its_journal_row_exactly(make_event: MakeEvent) -> None:
+    event = make_event("r1", 7, ttft_s=0.25, error=None, outcome=Outcome.INTERRUPTED)
+    assert load_event(dump_event(event)) == event
+
+
+def test_open_reserves_and_refuses_past_the_budget(ledger: Ledger, make_event: MakeEvent) -> None:
+    book = OpenRequests(ledger)
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("0.001"))
+    assert book.open(interrupted(make_event, "r1", key.id, 0), 600)
+    assert not book.open(interrupted(make_event, "r2", key.id, 0), 600)  # 1200 > 1000
+    assert [r.event.request_id for r in book.running()] == ["r1"]
+    assert book.running()[0].reserved_micros == 600
+    assert ledger.get_key(key.id).spent_micros == 600  # type: ignore[union-attr]
+    book.withdraw("r1", key.id)
+    book.withdraw("r1", key.id)  # again: nothing more is given back
+    assert book.running() == []
+    assert ledger.get_key(key.id).spent_micros == 0  # type: ignore[union-attr]
+
+
+def test_close_writes_the_final_event_settles_and_drops_the_row(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger)
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("1"))
+    assert book.open(interrupted(make_event, "r1", key.id, 0), 5_000)
+    book.advance([interrupted(make_event, "r1", key.id, 16)])
+    assert book.running()[0].event.output_tokens == 16
+    assert book.running()[0].reserved_micros == 5_000  # advancing keeps the reservation
+    final = make_event("r1", key.id, revenue_micros=1_234)
+    assert book.close(final, 5_000, journalled=True)
+    assert not book.close(final, 5_000, journalled=True)  # once only
+    assert book.running() == []
+    assert ledger.event("r1") == final
+    assert ledger.get_key(key.id).spent_micros == 1_234  # type: ignore[union-attr]
+    assert book.recover() == 0
+
+
+def test_recover_bills_what_was_journalled_once_and_frees_reservations(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger)
+    budgeted, _ = ledger.create_key("acme", budget_usd=Decimal("1"))
+    unlimited, _ = ledger.create_key("globex")
+    assert book.open(interrupted(make_event, "r1", budgeted.id, 0), 9_000)
+    book.advance(
+        [
+            interrupted(make_event, "r1", budgeted.id, 32),
+            interrupted(make_event, "r2", unlimited.id, 16),  # opened by its first advance
+        ]
+    )
+    assert book.open(interrupted(make_event, "r3", budgeted.id, 0), 4_000)  # sent nothing
+    assert book.recover() == 3
+    assert book.recover() == 0  # a second start finds nothing left
+    assert book.running() == []
+    r1, r2, r3 = (ledger.event(rid) for rid in ("r1", "r2", "r3"))
+    assert r1 is not None and r2 is not None and r3 is not None
+    assert (r1.output_tokens, r2.output_tokens, r3.output_tokens) == (32, 16, 0)
+    assert {r1.outcome, r2.outcome, r3.outcome} == {Outcome.INTERRUPTED}
+    assert ledger.get_key(budgeted.id).spent_micros == 32  # type: ignore[union-attr]
+    assert ledger.get_key(unlimited.id).spent_micros == 16  # type: ignore[union-attr]
+    assert len(ledger.events()) == 3
+    assert ledger.pnl()["requests"]["by_outcome"]["interrupted"] == 3
+
+
+def test_a_request_already_billed_is_not_billed_again_by_recovery(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger)
+    key, _ = ledger.create_key("acme")
+    final = make_event("r1", key.id, revenue_micros=500)
+    assert ledger.record(final, charge_key=True)
+    # A late renewal re-opening the row of a finished request bills nothing more.
+    book.advance([replace(interrupted(make_event, "r1", key.id, 16), revenue_micros=999)])
+    assert book.recover() == 1
+    assert ledger.event("r1") == final
+    assert ledger.get_key(key.id).spent_micros == 500  # type: ignore[union-attr]
