@@ -75,6 +75,16 @@ def test_each_bad_request_is_a_clean_4xx_and_the_server_keeps_serving(gw: Gatewa
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4
 
 
+def test_an_output_cap_past_the_context_names_the_field_the_client_sent(gw: Gateway) -> None:
+    key = gw.key()
+    bare = {k: v for k, v in CHAT.items() if k != "max_tokens"}
+    for field in ("max_tokens", "max_completion_tokens"):
+        r = post(gw, key, {**bare, field: 10_000_000})
+        assert_error(r, 400, None, field)
+        assert r.json()["error"]["message"].startswith(f"{field} 10000000 plus the prompt")
+    assert gw.ledger.events() == []
+
+
 def test_a_tier_the_key_may_not_use_is_forbidden(gw: Gateway) -> None:
     key = gw.key(allowed_tiers=["standard", "flex"])
     assert_error(

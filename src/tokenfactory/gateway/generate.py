@@ -163,10 +163,13 @@ class Generator:
         prompt_estimate = max(1, len(call.prompt_text()) // CHARS_PER_TOKEN)
         window = floor.context[call.model]
         if call.limit is not None and prompt_estimate + call.limit > window:
+            # The field the client sent: a chat call's max_completion_tokens wins if given.
+            chat_cap = isinstance(call, oa.ChatRequest) and call.max_completion_tokens
+            sent = "max_completion_tokens" if chat_cap else "max_tokens"
             raise BadInput(
-                f"max_tokens {call.limit} plus the prompt (about {prompt_estimate} tokens) "
+                f"{sent} {call.limit} plus the prompt (about {prompt_estimate} tokens) "
                 f"exceeds the model's context of {window} tokens",
-                param="max_tokens",
+                param=sent,
             )
         output_estimate = call.limit or min(DEFAULT_OUTPUT_ESTIMATE, window - prompt_estimate)
         value = revenue(floor.prices[(model.id, tier.name)], prompt_estimate, 0, output_estimate)
