@@ -35,6 +35,7 @@ MODEL = "llama-3.1-8b"
 KILLS = 3
 SERVICE_TIERS = ("priority", "default", "flex")  # realtime, standard, flex
 LINES = 24
+LEASE_S = 2.0  # the gateways' lease: a killed one's requests are billed after it
 # Budgets in dollars (None: unlimited). "tight" covers a few requests only, so later
 # rounds are refused for budget while earlier ones are still being settled.
 BUDGETS = {"acme": None, "globex": Decimal("1"), "tight": Decimal("0.0004")}
@@ -93,7 +94,10 @@ def test_sigkill_mid_stream_loses_no_token_and_doubles_none(
     streams: list[Stream] = []
     interrupted_rounds = []
     with serving(twin_app(catalog, speedup=1.0)) as twin:
-        config.write_text(factory_toml([twin], policy="value", concurrency=6))
+        # A restart is a new gateway: what a killed one left running is billed, and its
+        # batch taken up, once its lease is past. A short lease keeps the test short.
+        text = factory_toml([twin], policy="value", concurrency=6)
+        config.write_text(text.replace("[server]\n", f"[server]\nbatch_lease_s = {LEASE_S}\n", 1))
         batch_id = ""
         for kill in range(KILLS):
             with killed_gateway(config, database) as url:
@@ -135,6 +139,7 @@ def test_sigkill_mid_stream_loses_no_token_and_doubles_none(
             c = openai.OpenAI(base_url=url + "/v1", api_key=batch_secret, max_retries=0)
             done = wait_for(c, batch_id, ended, deadline_s=120)
             out = output_lines(c, done.output_file_id)
+            wait_until(lambda: OpenRequests(ledger).running() == [], deadline_s=10 * LEASE_S)
 
     assert OpenRequests(ledger).running() == [], "a journal row outlived its gateway"
     events = ledger.events(limit=100_000)

@@ -21,7 +21,7 @@ def test_migrate_is_idempotent_and_matches_the_models(bare_ledger: Ledger) -> No
     names = set(inspect(bare_ledger.engine).get_table_names())
     assert {"tenants", "api_keys", "usage_events", "alembic_version"} <= names
     with bare_ledger.engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
         # The migration creates exactly what the models describe.
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 

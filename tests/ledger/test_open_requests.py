@@ -8,6 +8,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from tokenfactory.ledger import Ledger, Outcome, UsageEvent
+from tokenfactory.ledger.gateways import Gateways
 from tokenfactory.ledger.open_requests import OpenRequests, dump_event, load_event
 
 MakeEvent = Callable[..., UsageEvent]
@@ -95,3 +96,41 @@ def test_a_request_already_billed_is_not_billed_again_by_recovery(
     assert book.recover() == 1
     assert ledger.event("r1") == final
     assert ledger.get_key(key.id).spent_micros == 500  # type: ignore[union-attr]
+
+
+def test_recover_bills_only_rows_of_dead_gateways_and_never_a_live_ones(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    gateways = Gateways(ledger)
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("1"))
+    gateways.join("a", 60)
+    gateways.join("b", 60)
+    gateways.join("dead", -1)  # its lease ran out a second ago
+    a, b, dead = (OpenRequests(ledger, name) for name in ("a", "b", "dead"))
+    assert a.open(interrupted(make_event, "ra", key.id, 0), 1_000)
+    b.advance([interrupted(make_event, "rb", key.id, 16)])
+    dead.advance([interrupted(make_event, "rd1", key.id, 32)])
+    assert dead.open(interrupted(make_event, "rd2", key.id, 0), 2_000)
+    # Never joined at all (a gateway killed before it took a lease): dead as well.
+    OpenRequests(ledger, "ghost").advance([interrupted(make_event, "rg", key.id, 8)])
+    owners = {r.event.request_id: r.owner for r in a.running()}
+    assert owners == {"ra": "a", "rb": "b", "rd1": "dead", "rd2": "dead", "rg": "ghost"}
+
+    assert b.recover() == 3  # the dead gateway's two rows and the ghost's
+    assert a.recover() == 0  # once only, and the live gateways' rows stay
+    assert sorted(r.event.request_id for r in a.running()) == ["ra", "rb"]
+    assert [g.name for g in gateways.all()] == ["a", "b"]  # the dead one's lease dropped
+    billed = {e.request_id: (e.outcome, e.output_tokens) for e in ledger.events()}
+    assert billed == {
+        rid: (Outcome.INTERRUPTED, n) for rid, n in (("rd1", 32), ("rd2", 0), ("rg", 8))
+    }
+    assert ledger.get_key(key.id).spent_micros == 1_000 + 32 + 8  # type: ignore[union-attr]
+
+    # A lease renewed holds; a gateway that stops gives its lease back: billed at once.
+    assert gateways.renew("a", 60) and not gateways.renew("dead", 60)
+    gateways.leave("a")
+    assert not gateways.renew("a", 60)
+    assert b.recover() == 1
+    assert [r.event.request_id for r in b.running()] == ["rb"]
+    assert ledger.event("ra") is not None and ledger.event("ra").output_tokens == 0  # type: ignore[union-attr]
+    assert ledger.get_key(key.id).spent_micros == 32 + 8  # type: ignore[union-attr]

@@ -38,7 +38,8 @@ class ServerSpec(Table):
     # Scale-out: Redis shared by the gateways for rate limits (none: each keeps its own).
     redis: str | None = None
     redis_prefix: str = "tokenfactory:"  # one per factory sharing a Redis
-    batch_lease_s: float = Field(default=10.0, gt=0)  # a dead gateway's batches move after it
+    # A gateway's lease: after it, a dead gateway's batches move and its requests are billed.
+    batch_lease_s: float = Field(default=10.0, gt=0)
 
     @field_validator("redis")
     @classmethod

@@ -31,6 +31,7 @@ from tokenfactory.gateway.body import read_json
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
+from tokenfactory.gateway.liveness import Liveness
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.redis_buckets import RedisBuckets
 from tokenfactory.gateway.runtime import Floor
@@ -47,14 +48,13 @@ def create_app(floor: Floor) -> FastAPI:
     generator = Generator(floor, metrics, _rate_limiter(floor, metrics))
     book = BatchBook(floor.ledger)
     runner = BatchRunner(generator, book)
+    liveness = Liveness(floor.ledger, generator.name, floor.factory.server.batch_lease_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(floor.ledger.migrate)
-        # Requests a killed gateway left running are billed for what they sent, once.
-        interrupted = await anyio.to_thread.run_sync(generator.journal.book.recover)
-        if interrupted:
-            log.warning("billed %d requests interrupted by a previous gateway", interrupted)
+        # Requests a dead gateway left running are billed for what they sent, once.
+        await liveness.start()
         for engine in floor.engines:
             await engine.start()
         probe = asyncio.create_task(_probe(floor))
@@ -63,6 +63,7 @@ def create_app(floor: Floor) -> FastAPI:
             yield
         finally:
             await runner.stop()
+            await liveness.stop()
             probe.cancel()
             for engine in floor.engines:
                 await engine.stop()

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from dataclasses import replace
@@ -50,8 +48,7 @@ class BatchRunner:
         self.generator = generator
         self.floor = generator.floor
         self.book = book
-        # This gateway's name in batch claims: unique per process, readable in the table.
-        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.name = generator.name  # in batch claims: this gateway's name in the ledger
         self.lease_s = self.floor.factory.server.batch_lease_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, asyncio.Event] = {}

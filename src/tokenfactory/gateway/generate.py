@@ -5,7 +5,8 @@ budget (an estimate is reserved, the real charge settled at the end), admission.
 the request runs through the floor; however it ends (done, client gone, engine failed)
 its usage event is written once, shielded from the client's cancellation. Should the
 gateway die first, its journal row (opened with the reservation; for a stream, advanced
-before tokens are sent: gateway/journal.py) is billed when a gateway starts again.
+before tokens are sent: gateway/journal.py) is billed by a gateway that outlives it
+(gateway/liveness.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.floor import Result, Run
 from tokenfactory.gateway.journal import Journal, Tab
 from tokenfactory.gateway.limits import RateLimiter
+from tokenfactory.gateway.liveness import instance_name
 from tokenfactory.gateway.meter import served_tier, usage_event
 from tokenfactory.gateway.metrics import FloorMetrics
 from tokenfactory.gateway.queue_limits import check_queue
@@ -71,11 +73,13 @@ class Generator:
     floor: Floor
     metrics: FloorMetrics
     buckets: RateLimiter
+    # This gateway's name in the ledger: its lease, its journal rows, its batch claims.
+    name: str = field(default_factory=instance_name)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     journal: Journal = field(init=False)
 
     def __post_init__(self) -> None:
-        self.journal = Journal(OpenRequests(self.floor.ledger))
+        self.journal = Journal(OpenRequests(self.floor.ledger, self.name))
 
     async def handle(self, key: KeyRecord, call: oa.Call) -> Response:
         """Check, admit, run and meter one call."""

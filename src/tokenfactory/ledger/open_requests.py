@@ -3,9 +3,10 @@
 A request with a budget reservation opens its row in the transaction that reserves; a
 stream's row is advanced (one transaction for every stream that asks at once) before the
 client is sent tokens the row does not yet cover. The final usage event is written in the
-transaction that deletes the row. A gateway that starts bills every row left behind as an
-`interrupted` event and settles its reservation: the row's request id makes that happen
-at most once, whichever of the two writes it first.
+transaction that deletes the row. Each row names the gateway running it; once that
+gateway is dead (its lease in `gateways` is past, see ledger/gateways.py), any other bills
+the row as an `interrupted` event and settles its reservation: the row's request id makes
+that happen at most once, whichever of the two writes it first.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from tokenfactory.ledger.books import Ledger
+from tokenfactory.ledger.gateways import database_now, forget_dead, live_names
 from tokenfactory.ledger.records import Outcome, UsageEvent
 from tokenfactory.ledger.schema import OpenRequestRow, utcnow
 
@@ -35,13 +37,15 @@ class OpenRequest:
     reserved_micros: int
     opened_at: datetime
     updated_at: datetime
+    owner: str | None
 
 
 class OpenRequests:
-    """The open requests of one ledger."""
+    """The open requests of one ledger, as the gateway `owner` opens and bills them."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, owner: str | None = None) -> None:
         self.ledger = ledger
+        self.owner = owner
 
     def open(self, event: UsageEvent, reserve_micros: int) -> bool:
         """Reserve budget and open the request's row at once; False (nothing written) when
@@ -58,6 +62,7 @@ class OpenRequests:
                     event=dump_event(event),
                     opened_at=now,
                     updated_at=now,
+                    owner=self.owner,
                 )
             )
         return True
@@ -75,6 +80,7 @@ class OpenRequests:
                 "event": dump_event(e),
                 "opened_at": now,
                 "updated_at": now,
+                "owner": self.owner,
             }
             for e in events
         ]
@@ -106,21 +112,32 @@ class OpenRequests:
         query = select(OpenRequestRow).order_by(OpenRequestRow.opened_at)
         with self.ledger._read() as session:
             return [
-                OpenRequest(load_event(r.event), r.reserved_micros, r.opened_at, r.updated_at)
+                OpenRequest(
+                    load_event(r.event), r.reserved_micros, r.opened_at, r.updated_at, r.owner
+                )
                 for r in session.scalars(query)
             ]
 
     def recover(self) -> int:
-        """Bill every row left open as `interrupted`, settling its reservation; how many.
+        """Bill as `interrupted` every row whose gateway is dead (its lease past, or no
+        lease at all), settling its reservation; drop dead gateways' leases; how many.
 
-        Only for rows no live gateway holds: call it when a gateway starts on a database
-        it alone serves.
+        Never a row of this book's own owner, nor of a gateway whose lease holds. Rows
+        another gateway is billing at the same moment are skipped (PostgreSQL), not waited on.
         """
         with self.ledger._write() as session:
-            rows = list(session.scalars(select(OpenRequestRow).with_for_update()))
+            now = database_now(self.ledger, session)
+            orphaned = or_(
+                OpenRequestRow.owner.is_(None), OpenRequestRow.owner.not_in(live_names(now))
+            )
+            if self.owner is not None:
+                orphaned &= OpenRequestRow.owner.is_distinct_from(self.owner)
+            query = select(OpenRequestRow).where(orphaned)
+            rows = list(session.scalars(query.with_for_update(skip_locked=True)))
             for row in rows:
                 self.ledger._record(session, load_event(row.event), True, row.reserved_micros)
                 session.delete(row)
+            forget_dead(session, now)
         return len(rows)
 
 

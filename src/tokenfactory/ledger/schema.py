@@ -156,6 +156,19 @@ class OpenRequestRow(Base):
     event: Mapped[str] = mapped_column(Text)  # the UsageEvent as JSON, outcome interrupted
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The gateway running it (`gateways.name`); NULL for rows older than owners: no one's.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class GatewayRow(Base):
+    """A running gateway and until when its lease holds: past it, the gateway is dead and
+    another bills the requests it left running."""
+
+    __tablename__ = "gateways"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 BATCH_STATUSES = (
