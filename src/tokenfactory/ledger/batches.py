@@ -91,7 +91,11 @@ class BatchBook:
         `lease_s` seconds, if given, so that no other gateway takes it up first."""
         with self.ledger._write() as session:
             tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == key_id)).one()
-            lease = None if claimed_by is None else self._now(session) + timedelta(seconds=lease_s)
+            lease = (
+                None
+                if claimed_by is None
+                else self.ledger._now(session) + timedelta(seconds=lease_s)
+            )
             row = BatchRow(
                 id=new_id("batch_"),
                 tenant_id=tenant_id,
@@ -139,7 +143,7 @@ class BatchBook:
         with self.ledger._read() as session:
             query = (
                 select(BatchRow.id)
-                .where(BatchRow.status.in_(OPEN), _unclaimed(self._now(session)))
+                .where(BatchRow.status.in_(OPEN), _unclaimed(self.ledger._now(session)))
                 .order_by(BatchRow.created_at)
             )
             return list(session.scalars(query))
@@ -150,7 +154,7 @@ class BatchBook:
         """Claim an open batch for `lease_s` seconds if no other gateway holds a live
         claim on it (one UPDATE: two gateways asking at once cannot both get it)."""
         with self.ledger._write() as session:
-            now = self._now(session)
+            now = self.ledger._now(session)
             claimed = session.scalars(
                 update(BatchRow)
                 .where(
@@ -166,7 +170,7 @@ class BatchBook:
     def renew(self, batch_id: str, gateway: str, lease_s: float) -> str | None:
         """Extend the gateway's claim; the batch's status, or None if the claim was lost."""
         with self.ledger._write() as session:
-            now = self._now(session)
+            now = self.ledger._now(session)
             return session.scalars(
                 update(BatchRow)
                 .where(BatchRow.id == batch_id, BatchRow.claimed_by == gateway)
@@ -182,14 +186,6 @@ class BatchBook:
                 .where(BatchRow.id == batch_id, BatchRow.claimed_by == gateway)
                 .values(claimed_by=None, lease_until=None)
             )
-
-    def _now(self, session: Session) -> datetime:
-        """The database's clock where it has one to share (PostgreSQL), so gateways whose
-        clocks disagree still agree on leases; SQLite serves one host: its clock."""
-        if self.ledger._sqlite:
-            return utcnow()
-        now: datetime = session.scalars(select(func.now())).one()
-        return now
 
     def fail(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
         """Validation failed: the batch ends `failed` with per-line errors, nothing run."""

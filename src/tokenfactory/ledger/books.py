@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -74,6 +74,14 @@ class Ledger:
 
     def _read(self) -> Session:
         return Session(self.engine)
+
+    def _now(self, session: Session) -> datetime:
+        """The database's clock where it has one to share (PostgreSQL), so gateways whose
+        clocks disagree still agree on leases; SQLite serves one host: its clock."""
+        if self._sqlite:
+            return utcnow()
+        now: datetime = session.scalars(select(func.now())).one()
+        return now
 
     # -- tenants and keys ------------------------------------------------------------
 

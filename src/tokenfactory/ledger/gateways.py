@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tokenfactory.ledger.books import Ledger
-from tokenfactory.ledger.schema import GatewayRow, utcnow
+from tokenfactory.ledger.schema import GatewayRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class Gateways:
     def join(self, name: str, lease_s: float) -> None:
         """Take a lease for the gateway `name` (again, if its row lapsed or was removed)."""
         with self.ledger._write() as session:
-            now = database_now(self.ledger, session)
+            now = self.ledger._now(session)
             row = {"name": name, "started_at": now, "lease_until": now + timedelta(seconds=lease_s)}
             insert = self.ledger._insert(GatewayRow)
             session.execute(
@@ -52,7 +52,7 @@ class Gateways:
         """Extend a live lease; False when it had lapsed (or its row is gone): another
         gateway may have billed this one's running requests, and `join` takes a new one."""
         with self.ledger._write() as session:
-            now = database_now(self.ledger, session)
+            now = self.ledger._now(session)
             renewed = session.scalars(
                 update(GatewayRow)
                 .where(GatewayRow.name == name, GatewayRow.lease_until >= now)
@@ -83,12 +83,3 @@ def live_names(now: datetime) -> Any:
 def forget_dead(session: Session, now: datetime) -> None:
     """Drop the rows of gateways whose lease is past (a late one joins again)."""
     session.execute(delete(GatewayRow).where(GatewayRow.lease_until < now))
-
-
-def database_now(ledger: Ledger, session: Session) -> datetime:
-    """The database's clock where it has one to share (PostgreSQL); SQLite serves one
-    host: its clock."""
-    if ledger._sqlite:
-        return utcnow()
-    now: datetime = session.scalars(select(func.now())).one()
-    return now

@@ -21,7 +21,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from tokenfactory.ledger.books import Ledger
-from tokenfactory.ledger.gateways import database_now, forget_dead, live_names
+from tokenfactory.ledger.gateways import forget_dead, live_names
 from tokenfactory.ledger.records import Outcome, UsageEvent
 from tokenfactory.ledger.schema import OpenRequestRow, utcnow
 
@@ -126,7 +126,7 @@ class OpenRequests:
         another gateway is billing at the same moment are skipped (PostgreSQL), not waited on.
         """
         with self.ledger._write() as session:
-            now = database_now(self.ledger, session)
+            now = self.ledger._now(session)
             orphaned = or_(
                 OpenRequestRow.owner.is_(None), OpenRequestRow.owner.not_in(live_names(now))
             )
