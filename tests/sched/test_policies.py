@@ -112,9 +112,12 @@ def test_value_pauses_nothing_for_a_job_that_can_wait_for_the_next_place() -> No
     # Realtime's first token is due 0.45 s after arrival: at 0.1 s it has 0.35 s left.
     assert p.victims(job(9, REALTIME), running, 0.1, 0.3) == []
     assert [v.id for v in p.victims(job(9, REALTIME), running, 0.1, 0.4)] == [1]
-    # Standard has 2 s: a place freeing in a second is worth waiting for, not a pause.
+    # A late standard request pays the same: it pauses work only when waiting would
+    # outlast its client's patience (30 s), not merely its 2 s TTFT objective.
     assert p.victims(job(9, STANDARD), running, 0.1, 1.0) == []
-    assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 2.0)] == [1]
+    assert p.victims(job(9, STANDARD), running, 0.1, 2.0) == []
+    assert p.victims(job(9, STANDARD), running, 0.1, 29.8) == []
+    assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 30.0)] == [1]
 
 
 def test_tpot_slack_is_the_budget_left_after_the_remaining_tokens_at_pace() -> None:

@@ -107,9 +107,10 @@ class ValuePolicy:
         A pause is not free: the paused job's context is recomputed or re-read when it
         resumes, so nothing is paused for a job that can wait for the next place.
         """
-        if blocked.tier.preemptible and not _hurried(blocked, now):
+        hurried = _hurried(blocked, now)
+        if blocked.tier.preemptible and not hurried:
             return []
-        if now + wait_s <= blocked.deadline_s:
+        if now + wait_s <= _due_s(blocked, hurried):
             return []
         candidates = [j for j in running if j.tier.preemptible and not _hurried(j, now)]
         if not candidates:
@@ -150,6 +151,15 @@ def _virtual_deadline(job: Job) -> float:
     if tier.premium or tier.ttft_s is None or job.value <= 0 or job.work_s <= 0:
         return job.deadline_s
     return job.deadline_s - tier.ttft_s * math.log(job.density)
+
+
+def _due_s(job: Job, hurried: bool) -> float:
+    """When waiting starts to cost a paying job money: a premium job's deadline (a miss
+    loses its premium), a hurried batch job's window end, and otherwise its client's
+    patience (a late standard request pays the same; one that is never served, nothing)."""
+    if job.tier.premium or hurried:
+        return job.deadline_s
+    return job.arrival_s + job.tier.patience_s
 
 
 def _hurried(job: Job, now: float) -> bool:
