@@ -112,9 +112,12 @@ def test_value_pauses_nothing_for_a_job_that_can_wait_for_the_next_place() -> No
     # Realtime's first token is due 0.45 s after arrival: at 0.1 s it has 0.35 s left.
     assert p.victims(job(9, REALTIME), running, 0.1, 0.3) == []
     assert [v.id for v in p.victims(job(9, REALTIME), running, 0.1, 0.4)] == [1]
-    # Standard has 2 s: a place freeing in a second is worth waiting for, not a pause.
+    # A late standard request pays the same: it pauses work only when waiting would
+    # outlast its client's patience (30 s), not merely its 2 s TTFT objective.
     assert p.victims(job(9, STANDARD), running, 0.1, 1.0) == []
-    assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 2.0)] == [1]
+    assert p.victims(job(9, STANDARD), running, 0.1, 2.0) == []
+    assert p.victims(job(9, STANDARD), running, 0.1, 29.8) == []
+    assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 30.0)] == [1]
 
 
 def test_tpot_slack_is_the_budget_left_after_the_remaining_tokens_at_pace() -> None:
@@ -148,3 +151,35 @@ def test_only_value_caps_steps_and_it_caps_them_at_the_slack() -> None:
     assert POLICIES["value"].step_cap(None) is None
     for name in ("fcfs", "priority"):
         assert POLICIES[name].step_cap(0.01) is None
+
+
+def test_only_a_tier_priced_above_standard_is_premium() -> None:
+    assert REALTIME.premium
+    assert not STANDARD.premium and not FLEX.premium and not BATCH.premium
+
+
+def test_value_moves_a_denser_standard_request_ahead_by_a_ttft_objective_per_e_fold() -> None:
+    sparse = job(0, STANDARD, 0.0, value=1.0)
+    e = math.e
+    assert order("value", [sparse, job(1, STANDARD, 1.9, value=e)]) == [1, 0]
+    assert order("value", [sparse, job(1, STANDARD, 2.1, value=e)]) == [0, 1]
+    assert order("value", [sparse, job(1, STANDARD, 3.9, value=e * e)]) == [1, 0]
+    # Work counts as much as value: the same money for half the replica time is denser.
+    assert order("value", [sparse, job(1, STANDARD, 1.0, value=1.0, work=0.5)]) == [1, 0]
+    # Priority keeps arrival order within the tier whatever the money.
+    assert order("priority", [sparse, job(1, STANDARD, 1.0, value=100.0)]) == [0, 1]
+
+
+def test_value_keeps_premium_requests_in_deadline_order_whatever_their_density() -> None:
+    # A realtime miss loses its premium: the earliest deadline first, even if less dense.
+    jobs = [job(0, REALTIME, 0.0, value=1.0), job(1, REALTIME, 0.1, value=1000.0)]
+    assert order("value", jobs) == [0, 1]
+    # And a denser standard request never passes realtime work.
+    assert order("value", [job(0, REALTIME, 5.0), job(1, STANDARD, 0.0, value=1e9)]) == [0, 1]
+
+
+def test_value_orders_requests_without_a_price_by_deadline() -> None:
+    # The twin and an unpriced gateway give no value or work: no density to weigh.
+    jobs = [job(0, STANDARD, 0.5, 0.0, 0.0), job(1, STANDARD, 0.2, 0.0, 0.0)]
+    assert order("value", jobs) == [1, 0]
+    assert all(math.isfinite(POLICIES["value"].key(j, 0.0)[1]) for j in jobs)

@@ -15,13 +15,16 @@ def tpot(o: Outcome) -> float:
     return (o.end_s - o.first_token_s) / (o.output_tokens - 1)
 
 
-def long_prompts_and_one_realtime(make_setup, make_tiers, policy: str, tpot_s: float):
+def long_prompts_and_one_realtime(
+    make_setup, make_tiers, policy: str, tpot_s: float, tier: str = "realtime"
+):
     """Twenty flex requests of 8000 prompt tokens, each a step of its own unless held back,
-    and a realtime request decoding 50 tokens among them."""
-    realtime = TierRule("realtime", 0, 2.0, None, tpot_s, math.inf, False)
-    tiers = {**make_tiers(), "realtime": realtime}
+    and a realtime (or standard) request decoding 50 tokens among them."""
+    rank, price_ratio = (0, 2.0) if tier == "realtime" else (1, 1.0)
+    paying = TierRule(tier, rank, price_ratio, None, tpot_s, math.inf, False)
+    tiers = {**make_tiers(), tier: paying}
     reqs = [Request(i, 0.0, 8000, 10, "flex") for i in range(20)]
-    reqs.append(Request(100, 0.0, 200, 50, "realtime"))
+    reqs.append(Request(100, 0.0, 200, 50, tier))
     result = simulate(make_setup(reqs, tiers=tiers, policy=policy))
     outcomes = {o.req.id: o for o in result.fleet.outcomes}
     assert len(outcomes) == 21 and all(o.status == "ok" for o in outcomes.values())
@@ -55,3 +58,16 @@ def test_value_lets_steps_run_long_while_the_realtime_request_has_slack(
     # With a tight objective, the same flex work is held back for the realtime request.
     _, held_end = long_prompts_and_one_realtime(make_setup, make_tiers, "value", 0.05)
     assert held_end > 1.05 * priority_end
+
+
+def test_value_does_not_pace_for_a_standard_request(make_setup, make_tiers) -> None:
+    # A slow standard request is billed the same: holding the flex work back would only
+    # cost throughput, so steps run as under priority even with a tight objective.
+    served, value_end = long_prompts_and_one_realtime(
+        make_setup, make_tiers, "value", 0.05, "standard"
+    )
+    assert tpot(served) > 0.05
+    _, priority_end = long_prompts_and_one_realtime(
+        make_setup, make_tiers, "priority", 0.05, "standard"
+    )
+    assert value_end == priority_end

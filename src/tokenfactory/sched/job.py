@@ -20,6 +20,12 @@ class TierRule:
     preemptible: bool
     window_s: float | None = None
 
+    @property
+    def premium(self) -> bool:
+        """Whether missing its objective costs money: a tier priced above standard is
+        billed down to standard when it misses; standard and below are billed the same."""
+        return self.price_ratio > 1
+
 
 @dataclass(frozen=True, slots=True)
 class Job:

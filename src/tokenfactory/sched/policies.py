@@ -2,7 +2,8 @@
 
 - `fcfs`: what engines do by default: first come, first served, nothing refused.
 - `priority`: strict tier order, no preemption: what today's routers offer.
-- `value`: ours. Paying tiers first by the money at stake; preemptible work (flex, batch)
+- `value`: ours. Paying tiers first by the money at stake (realtime by deadline, standard
+  by deadline moved earlier for value density); preemptible work (flex, batch)
   is ordered by value density, paused when a paying request would otherwise wait, and
   refused early when it cannot start within its client's patience; batch is hurried as
   its completion window runs out.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -86,13 +88,12 @@ class ValuePolicy:
     preempts = True
 
     def key(self, job: Job, now: float) -> tuple[float, float, int]:
-        """Paying tiers by rank then deadline; preemptible work by value density."""
+        """Paying tiers by rank, then premium ones by deadline and the others by deadline
+        moved earlier by their value density; preemptible work by value density."""
         tier = job.tier
         if not tier.preemptible or _hurried(job, now):
-            # A realtime miss loses half its price, a standard one only risks abandonment:
-            # rank first, and within a rank the earliest deadline.
             rank = float(tier.rank) if not tier.preemptible else 1.5
-            return (rank, job.deadline_s, job.id)
+            return (rank, _virtual_deadline(job), job.id)
         return (float(tier.rank), -job.density, job.id)
 
     def admit(self, job: Job, expected_wait_s: float) -> bool:
@@ -106,9 +107,10 @@ class ValuePolicy:
         A pause is not free: the paused job's context is recomputed or re-read when it
         resumes, so nothing is paused for a job that can wait for the next place.
         """
-        if blocked.tier.preemptible and not _hurried(blocked, now):
+        hurried = _hurried(blocked, now)
+        if blocked.tier.preemptible and not hurried:
             return []
-        if now + wait_s <= blocked.deadline_s:
+        if now + wait_s <= _due_s(blocked, hurried):
             return []
         candidates = [j for j in running if j.tier.preemptible and not _hurried(j, now)]
         if not candidates:
@@ -132,6 +134,32 @@ def tpot_slack_s(
     if every later step takes `pace_s` (negative: it misses even so)."""
     budget = tpot_s * (target - 1) - (now - first_token_s)
     return budget - (target - generated - 1) * pace_s
+
+
+def _virtual_deadline(job: Job) -> float:
+    """When a paying job is due, for ordering: a premium job's (realtime) true deadline,
+    since a miss loses its premium; a standard job's deadline moved earlier by one TTFT
+    objective per e-fold of value density.
+
+    A standard request that runs late is billed the same, so what is at stake is only
+    whether it is served before its client gives up. Under overload every place serves
+    someone, and a denser request earns more per second of replica time; the shift is
+    bounded by the density spread, so a sparse request is passed over only by much
+    denser ones (or ones that came shortly after it), never starved while there is room.
+    """
+    tier = job.tier
+    if tier.premium or tier.ttft_s is None or job.value <= 0 or job.work_s <= 0:
+        return job.deadline_s
+    return job.deadline_s - tier.ttft_s * math.log(job.density)
+
+
+def _due_s(job: Job, hurried: bool) -> float:
+    """When waiting starts to cost a paying job money: a premium job's deadline (a miss
+    loses its premium), a hurried batch job's window end, and otherwise its client's
+    patience (a late standard request pays the same; one that is never served, nothing)."""
+    if job.tier.premium or hurried:
+        return job.deadline_s
+    return job.arrival_s + job.tier.patience_s
 
 
 def _hurried(job: Job, now: float) -> bool:

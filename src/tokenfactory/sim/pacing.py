@@ -1,7 +1,8 @@
 """Pacing: keep a replica's steps inside what its paying requests' TPOT objectives allow.
 
 Each step gives every running sequence one token, so the step time is everyone's TPOT.
-A TPOT objective is on a request's mean, so what a running request allows the next step
+Only premium requests (realtime) are paced: theirs is the only miss that costs money. A
+TPOT objective is on a request's mean, so what a running request allows the next step
 is its slack: its remaining time budget minus what its remaining tokens need at the
 replica's decode pace. While every paying request has slack, steps take prompts as the
 engine's budget allows (full throughput); when the policy asks for it (`value`) and one is
@@ -36,13 +37,21 @@ class Pacer:
 
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
-        self.paced: dict[int, Seq] = {}  # running paying sequences with a TPOT objective
+        self.paced: dict[int, Seq] = {}  # running premium sequences with a TPOT objective
+        self.paying: set[int] = set()  # running sequences that cannot be paused for them
         self.cap: float | None = None  # the cap the step being planned keeps
 
     def count(self, seq: Seq, delta: int) -> None:
         """Count a sequence in (delta > 0) or out of the paced ones."""
         tier = seq.job.tier
-        if tier.tpot_s is not None and not tier.preemptible:
+        if not tier.preemptible:
+            if delta > 0:
+                self.paying.add(seq.job.id)
+            else:
+                self.paying.discard(seq.job.id)
+        # Only a premium tier's miss costs money; a standard request that runs slow is
+        # billed the same, so holding steps short for it would only cost throughput.
+        if tier.tpot_s is not None and tier.premium:
             if delta > 0:
                 self.paced[seq.job.id] = seq
             else:
@@ -51,7 +60,7 @@ class Pacer:
     def plan(self) -> float | None:
         """This step's cap (None: no pacing); pauses cheap decoders to get inside it."""
         r = self.replica
-        paying_step = self._decode_step(len(self.paced))
+        paying_step = self._decode_step(len(self.paying))
         self.cap = cap = r.policy.step_cap(self._slack(paying_step))
         if cap is None:
             return None
