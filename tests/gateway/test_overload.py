@@ -174,10 +174,12 @@ def test_a_burst_of_ten_times_capacity_is_shed_by_tier_and_nothing_is_lost(
     standard = [e for e in events.values() if e.tier_requested == "standard"]
     for rt in (e for e in events.values() if e.tier_requested == "realtime"):
         waiting = [s for s in standard if s.started_at < rt.started_at < start(s)]
-        assert waiting  # it did arrive behind a standard queue
-        # (Placed in the same instant, the two can read apart by a thread switch or two;
-        # behind them, as first come first served would place it, is a service time.)
-        assert all(start(rt) <= start(s) + timedelta(milliseconds=100) for s in waiting)
+        # A place frees every tenth of a second or so, and the realtime request joins the
+        # queue only once admitted (parsed, its key checked, its budget reserved): a
+        # standard request may take a place that frees meanwhile (a few, on a loaded
+        # machine). First come first served would start every waiting one before it.
+        ahead = [s for s in waiting if start(s) + timedelta(milliseconds=50) < start(rt)]
+        assert len(ahead) <= 3 < len(waiting), (len(ahead), len(waiting))
 
 
 def test_flex_that_cannot_start_within_its_patience_is_refused_and_refunded(
