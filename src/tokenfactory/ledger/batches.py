@@ -251,19 +251,11 @@ class BatchBook:
 
     def reserve(self, batch_id: str, line: int, key_id: int, micros: int) -> bool:
         """Reserve budget for a line, held on the line in the same transaction."""
-        within = ApiKey.budget_micros.is_(None) | (
-            ApiKey.spent_micros + micros <= ApiKey.budget_micros
-        )
         with self.ledger._write() as session:
-            charged = session.scalars(
-                update(ApiKey)
-                .where(ApiKey.id == key_id, within)
-                .values(spent_micros=ApiKey.spent_micros + micros)
-                .returning(ApiKey.id)
-            ).one_or_none()
-            if charged is not None:
+            charged = self.ledger._charge(session, key_id, micros)
+            if charged:
                 session.execute(_line(batch_id, line).values(reserved_micros=micros))
-        return charged is not None
+        return charged
 
     def release(self, batch_id: str, key_id: int) -> None:
         """Give back the reservations of pending lines (a gateway stopped while they ran)."""
