@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Column, Table
 
 
-def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
-    """The overall figures, then one row per tier."""
+def key_figures(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A simulation's overall figures as (label, text) rows: the terminal's and the
+    report page's table."""
     s = summary
-    table = Table("", "value", title=title)
     rows = [
         ("requests completed", f"{s['requests_completed']:,} of {s['requests']:,}"),
         ("duration", f"{s['duration_s']:,.1f} s"),
@@ -23,17 +24,30 @@ def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
         ("E2E mean / p99", _ms(s["e2e_ms"])),
         ("busy share", f"{s['busy_share']:.1%}"),
         ("energy", f"{s['energy_kwh']:,.2f} kWh"),
-        ("cost", f"${s['cost_usd']:,.4f}"),
-        ("revenue", f"${s['revenue_usd']:,.4f}"),
-        ("profit", f"${s['profit_usd']:,.4f}"),
-        (
-            "cost per 1M tokens",
-            "-"
-            if s["cost_per_million_tokens"] is None
-            else f"${s['cost_per_million_tokens']:,.4f}",
-        ),
-        ("tokens/s per MW", f"{s['tokens_per_mw']:,.0f}"),
+        ("revenue", usd(s["revenue_usd"])),
+        ("cost", usd(s["cost_usd"])),
     ]
+    if "idle_cost_usd" in s:
+        rows.append(("of which idle", usd(s["idle_cost_usd"])))
+    per_million = s["cost_per_million_tokens"]
+    rows += [
+        ("profit", usd(s["profit_usd"])),
+        ("cost per 1M output tokens", "-" if per_million is None else usd(per_million)),
+        ("output tokens/s per MW", f"{s['tokens_per_mw']:,.0f}"),
+    ]
+    return rows
+
+
+def usd(value: float) -> str:
+    """`$1,234.5678`, `-$0.0123`: dollars to four places."""
+    return f"{'-' if value < 0 else ''}${abs(value):,.4f}"
+
+
+def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
+    """The overall figures, then one row per tier."""
+    s = summary
+    table = Table("", "value", title=title)
+    rows = key_figures(s)
     for row in rows:
         table.add_row(*row)
     out.print(table)
@@ -66,7 +80,7 @@ def simulation(out: Console, summary: dict[str, Any], title: str) -> None:
     out.print(tiers)
 
 
-def _ms(stats: dict[str, float]) -> str:
+def _ms(stats: Mapping[str, float]) -> str:
     return f"{stats['mean']:,.1f} / {stats['p99']:,.1f} ms"
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from tokenfactory.render_sim import key_figures, usd
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 68rem; color: #222; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
@@ -34,24 +36,7 @@ class Chart:
 def simulation_page(title: str, summary: Mapping[str, Any], charts: Sequence[Chart]) -> str:
     """`simulate --out`: the key numbers, the per-tier table, then the charts."""
     s = summary
-    rows = [
-        ("requests completed", f"{s['requests_completed']:,} of {s['requests']:,}"),
-        ("duration", f"{s['duration_s']:,.1f} s"),
-        ("output tokens/s", f"{s['output_tokens_per_s']:,.0f}"),
-        ("output tokens/s per GPU", f"{s['output_tokens_per_s_per_gpu']:,.0f}"),
-        ("input tokens/s", f"{s['input_tokens_per_s']:,.0f}"),
-        ("TTFT mean / p99", _ms(s["ttft_ms"])),
-        ("TPOT mean / p99", _ms(s["tpot_ms"])),
-        ("E2E mean / p99", _ms(s["e2e_ms"])),
-        ("busy share", f"{s['busy_share']:.1%}"),
-        ("energy", f"{s['energy_kwh']:,.2f} kWh"),
-        ("revenue", usd(s["revenue_usd"])),
-        ("cost", usd(s["cost_usd"])),
-        ("of which idle", usd(s["idle_cost_usd"])),
-        ("profit", usd(s["profit_usd"])),
-        ("cost per 1M output tokens", _opt_usd(s["cost_per_million_tokens"])),
-        ("output tokens/s per MW", f"{s['tokens_per_mw']:,.0f}"),
-    ]
+    rows = key_figures(s)
     body = [
         _table(("", "value"), rows),
         "<h2>Per tier</h2>",
@@ -144,21 +129,12 @@ def plan_page(
     return _page(title, body)
 
 
-def usd(value: float) -> str:
-    """`$1,234.5678`, `-$0.0123`: dollars to four places, as the terminal tables show them."""
-    return f"{'-' if value < 0 else ''}${abs(value):,.4f}"
-
-
 def _opt_usd(value: float | None) -> str:
     return "-" if value is None else usd(value)
 
 
 def _pct(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f}"
-
-
-def _ms(stats: Mapping[str, float]) -> str:
-    return f"{stats['mean']:,.1f} / {stats['p99']:,.1f} ms"
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
