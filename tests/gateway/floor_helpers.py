@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.engines.twin_app import create_twin_app
 from tokenfactory.gateway.runtime import Floor
-from tokenfactory.ledger import Ledger
+from tokenfactory.ledger import Ledger, Outcome, UsageEvent
 from tokenfactory.perf.efficiency import efficiency_for
 from tokenfactory.perf.model import Deployment
 from tokenfactory.sim.replica import EngineLimits
@@ -56,3 +61,39 @@ def factory_toml(replicas: list[str], policy: str = "value", concurrency: int = 
 
 MakeGateway = Callable[..., Gateway]
 floors: list[Floor] = []  # the floors of the running gateways, for tests that break engines
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float = 30.0) -> None:
+    """Poll `condition` (the gateway's own state) until it holds; fail at the deadline."""
+    limit = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < limit, "condition not reached in time"
+        time.sleep(0.005)  # polling the gateway's own metrics, with a deadline
+
+
+def gauge(gw: Gateway, name: str, label: str) -> float:
+    """One sample of a gateway's Prometheus metric, 0 when absent."""
+    text = httpx.get(gw.url + "/metrics").text
+    found = re.search(rf"^{name}\{{{label}\}} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def interrupted_event(rid: str, key_id: int, tokens: int) -> UsageEvent:
+    """What a journal row would bill for `tokens` output tokens if its gateway died."""
+    return UsageEvent(
+        request_id=rid,
+        key_id=key_id,
+        model="llama-3.1-8b",
+        replica="r1",
+        tier_requested="standard",
+        tier_served="standard",
+        input_tokens=10,
+        output_tokens=tokens,
+        started_at=T0,
+        ended_at=T0,
+        outcome=Outcome.INTERRUPTED,
+        revenue_micros=tokens,
+    )

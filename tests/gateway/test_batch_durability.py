@@ -13,9 +13,9 @@ import httpx
 import openai
 import pytest
 from batch_helpers import ended, gateway, jsonl, line, output_lines, submit, wait_for
+from floor_helpers import wait_until
 from openai.types import Batch
 from servers import free_port
-from test_tiers import wait_until
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.ledger import Ledger

@@ -7,9 +7,9 @@ import threading
 
 import openai
 from batch_helpers import ended, jsonl, line, output_lines, submit, wait_for
-from floor_helpers import MakeGateway, twin_app
+from floor_helpers import MakeGateway, gauge, twin_app, wait_until
 from servers import serving
-from test_tiers import Stream, gauge, run, wait_until
+from test_tiers import Stream, run
 
 from tokenfactory.catalog import Catalog
 

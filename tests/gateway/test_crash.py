@@ -20,10 +20,10 @@ from pathlib import Path
 import openai
 import pytest
 from batch_helpers import ended, jsonl, line, output_lines, submit, wait_for
-from floor_helpers import Gateway, factory_toml, twin_app
+from floor_helpers import Gateway, factory_toml, twin_app, wait_until
 from servers import free_port, serving
 from test_batch_durability import _answers, check_billing, delivered_tokens
-from test_tiers import Stream, run, wait_until
+from test_tiers import Stream, run
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.journal import CREDIT

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+from floor_helpers import interrupted_event
 
 from tokenfactory.gateway.journal import CREDIT, Journal, Tab
-from tokenfactory.ledger import Ledger, Outcome, UsageEvent
+from tokenfactory.ledger import Ledger, UsageEvent
 from tokenfactory.ledger.open_requests import OpenRequests
 
 STREAMS = 40
 TOKENS = 100
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class CountedRequests(OpenRequests):
@@ -28,23 +27,6 @@ class CountedRequests(OpenRequests):
         """Write as usual and count one transaction."""
         self.advances += 1
         super().advance(events)
-
-
-def event(rid: str, key_id: int, tokens: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=rid,
-        key_id=key_id,
-        model="llama-3.1-8b",
-        replica="r1",
-        tier_requested="standard",
-        tier_served="standard",
-        input_tokens=10,
-        output_tokens=tokens,
-        started_at=T0,
-        ended_at=T0,
-        outcome=Outcome.INTERRUPTED,
-        revenue_micros=tokens,
-    )
 
 
 def covered(book: OpenRequests) -> dict[str, int]:
@@ -61,7 +43,7 @@ def test_every_token_is_covered_before_it_is_sent_and_streams_share_commits(
     breaches: list[tuple[str, int, int]] = []
 
     async def stream(journal: Journal, rid: str, limit: int | None) -> int:
-        tab = Tab(journal, lambda n: event(rid, key.id, n), limit)
+        tab = Tab(journal, lambda n: interrupted_event(rid, key.id, n), limit)
         for _ in range(TOKENS):
             await tab.send()
             # What a kill now would bill, read back from the database.

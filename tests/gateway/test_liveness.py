@@ -9,30 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from floor_helpers import T0, interrupted_event
+
 from tokenfactory.gateway.liveness import Liveness
-from tokenfactory.ledger import Ledger, Outcome, UsageEvent
+from tokenfactory.ledger import Ledger, Outcome
 from tokenfactory.ledger.gateways import Gateways
 from tokenfactory.ledger.open_requests import OpenRequests
 
 LEASE_S = 0.6
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def event(rid: str, key_id: int, tokens: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=rid,
-        key_id=key_id,
-        model="llama-3.1-8b",
-        replica="r1",
-        tier_requested="standard",
-        tier_served="standard",
-        input_tokens=10,
-        output_tokens=tokens,
-        started_at=T0,
-        ended_at=T0,
-        outcome=Outcome.INTERRUPTED,
-        revenue_micros=tokens,
-    )
 
 
 async def until(condition: Callable[[], bool], deadline_s: float = 10 * LEASE_S) -> None:
@@ -56,8 +40,8 @@ def test_the_lease_loop_keeps_its_lease_and_bills_a_gateway_that_dies_later(
     async def scenario() -> None:
         here = Liveness(ledger, "here", LEASE_S)
         gateways.join("other", LEASE_S)  # alive when `here` starts
-        OpenRequests(ledger, "other").advance([event("r-other", key.id, 24)])
-        OpenRequests(ledger, "here").advance([event("r-here", key.id, 8)])
+        OpenRequests(ledger, "other").advance([interrupted_event("r-other", key.id, 24)])
+        OpenRequests(ledger, "here").advance([interrupted_event("r-here", key.id, 8)])
         await here.start()
         assert ledger.event("r-other") is None  # a live gateway's row stays
         first = lease_of("here")

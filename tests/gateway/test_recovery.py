@@ -13,11 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from floor_helpers import Gateway, MakeGateway, factory_toml, twin_app
+from floor_helpers import Gateway, MakeGateway, factory_toml, twin_app, wait_until
 from servers import serving
 from sqlalchemy import select
 from test_crash import killed_gateway
-from test_tiers import Stream, run, wait_until
+from test_tiers import Stream, run
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.gateway.journal import CREDIT

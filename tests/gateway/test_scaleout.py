@@ -21,12 +21,11 @@ import httpx
 import pytest
 import redis
 from batch_helpers import ended, jsonl, line, output_lines, submit, wait_for
-from floor_helpers import ADMIN, Gateway, MakeGateway, factory_toml, twin_app
+from floor_helpers import ADMIN, Gateway, MakeGateway, factory_toml, twin_app, wait_until
 from prometheus_client import CollectorRegistry
 from servers import free_port, serving
 from sqlalchemy import select
 from test_batch_durability import check_billing, client, delivered_tokens, finished_lines
-from test_tiers import wait_until
 
 from tokenfactory.catalog import Catalog
 from tokenfactory.config.factory import load_factory

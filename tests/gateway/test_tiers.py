@@ -3,14 +3,12 @@ token in the ledger exactly once."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import openai
-from floor_helpers import Gateway, MakeGateway, twin_app
+from floor_helpers import Gateway, MakeGateway, gauge, twin_app, wait_until
 from servers import serving
 
 from tokenfactory.catalog import Catalog
@@ -51,19 +49,6 @@ def run(gw: Gateway, key: str, s: Stream) -> None:
         s.error = e
     finally:
         s.done.set()
-
-
-def gauge(gw: Gateway, name: str, label: str) -> float:
-    text = httpx.get(gw.url + "/metrics").text
-    found = re.search(rf"^{name}\{{{label}\}} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def wait_until(condition, deadline_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    limit = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < limit, "condition not reached in time"
-        time.sleep(0.005)  # polling the gateway's own metrics, with a deadline
 
 
 def test_realtime_goes_first_flex_is_paused_and_resumed_and_every_token_is_billed_once(
