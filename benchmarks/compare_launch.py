@@ -114,6 +114,11 @@ def bare(work: Path, upstream_port: int) -> Target:
     return _server("bare", "relay", work, GATEWAY_CORE, "--to", str(upstream_port))
 
 
+def passthrough(work: Path, upstream_port: int) -> Target:
+    """The bare HTTP pass-through in front of the upstream, on the gateway core."""
+    return _server("passthrough", "passthrough", work, GATEWAY_CORE, "--to", str(upstream_port))
+
+
 def tokenfactory(work: Path, upstream_port: int, ledger: Ledger) -> Target:
     """`tokenfactory serve`: value scheduling, metering into `ledger` (work/ledger.db)."""
     port = free_port()

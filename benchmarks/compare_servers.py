@@ -5,10 +5,15 @@
   so what a gateway in front of it measures is the gateway's own cost.
 - `relay`: the bare pass-through, the limit any Python proxy can reach: every client
   connection gets its own upstream connection and bytes are copied both ways untouched.
+- `passthrough`: the least an HTTP gateway does: it reads each request (head and body),
+  sends it on an idle connection of a keep-alive pool to the upstream, and copies the
+  response back, reading its framing (Content-Length) to know when the connection is free
+  again. No auth, no JSON, no accounting: the limit for a proxy that routes requests,
+  where `relay` only joins connections.
 
 Both are plain asyncio protocols, no framework, so that neither is the bottleneck.
 Run: `python benchmarks/compare_servers.py upstream --port P` or
-`python benchmarks/compare_servers.py relay --port P --to UPSTREAM_PORT`.
+`python benchmarks/compare_servers.py relay|passthrough --port P --to UPSTREAM_PORT`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,28 @@ def answer(body: dict[str, Any]) -> tuple[bytes, bytes]:
     return b"text/event-stream", sse.encode()
 
 
+def content_length(head: bytes) -> int:
+    """The Content-Length of a message head (0 when it has none)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def split_message(buffer: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """The first whole message in `buffer` as (head, body, rest); None while incomplete.
+    Every message here is framed by Content-Length (the upstream answers streams so too)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end == -1:
+        return None
+    head = buffer[:end]
+    stop = end + 4 + content_length(head)
+    if len(buffer) < stop:
+        return None
+    return head, buffer[end + 4 : stop], buffer[stop:]
+
+
 class Upstream(asyncio.Protocol):
     """One keep-alive connection to the instant upstream."""
 
@@ -82,18 +109,9 @@ class Upstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) != -1:
-            head = self.buffer[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return  # the body is still on its way
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            self.respond(head.split(" ", 2), body)
+        while (message := split_message(self.buffer)) is not None:
+            head, body, self.buffer = message
+            self.respond(head.decode("latin-1").split(" ", 2), body)
 
     def respond(self, request_line: list[str], body: bytes) -> None:
         """Answer one request: chat completions, a health check, or 404."""
@@ -163,14 +181,105 @@ class Back(asyncio.Protocol):
             self.client.close()
 
 
+class Pool:
+    """Idle keep-alive connections to the upstream, shared by every client connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: list[PoolConnection] = []
+
+    async def send(self, request: bytes, client: PassThrough) -> None:
+        """Send one whole request; its response goes to `client` as it comes."""
+        if self.idle:
+            conn = self.idle.pop()
+        else:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(
+                lambda: PoolConnection(self), "127.0.0.1", self.port
+            )
+        conn.forward(request, client)
+
+
+class PoolConnection(asyncio.Protocol):
+    """One upstream connection of the pool: busy with one response at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.client: PassThrough | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def forward(self, request: bytes, client: PassThrough) -> None:
+        assert self.transport is not None
+        self.client = client
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        assert client is not None and client.transport is not None  # it speaks when asked
+        client.transport.write(data)
+        self.buffer += data
+        if split_message(self.buffer) is not None:  # the response ended: free again
+            self.buffer, self.client = b"", None
+            self.pool.idle.append(self)
+            client.answered()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.pool.idle:
+            self.pool.idle.remove(self)
+        if self.client is not None and self.client.transport is not None:
+            self.client.transport.close()
+
+
+class PassThrough(asyncio.Protocol):
+    """One client connection: its requests read one by one, each sent through the pool
+    once the one before it was answered (HTTP/1.1 answers in order)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.buffer = b""
+        self.waiting: list[bytes] = []
+        self.busy = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (message := split_message(self.buffer)) is not None:
+            head, body, self.buffer = message
+            self.waiting.append(head + b"\r\n\r\n" + body)
+        self.next()
+
+    def answered(self) -> None:
+        self.busy = False
+        self.next()
+
+    def next(self) -> None:
+        if self.waiting and not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self.pool.send(self.waiting.pop(0), self))
+
+
 async def serve(role: str, port: int, upstream_port: int) -> None:
-    """Run the upstream or the relay on loopback until killed."""
+    """Run the upstream, the relay or the pass-through on loopback until killed."""
     loop = asyncio.get_running_loop()
     if role == "upstream":
         server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=1024)
-    else:
+    elif role == "relay":
         server = await loop.create_server(
             lambda: Relay(upstream_port), "127.0.0.1", port, backlog=1024
+        )
+    else:
+        pool = Pool(upstream_port)
+        server = await loop.create_server(
+            lambda: PassThrough(pool), "127.0.0.1", port, backlog=1024
         )
     async with server:
         await server.serve_forever()
@@ -178,9 +287,11 @@ async def serve(role: str, port: int, upstream_port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=("upstream", "relay"))
+    parser.add_argument("role", choices=("upstream", "relay", "passthrough"))
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--to", type=int, default=0, help="the upstream's port (relay)")
+    parser.add_argument(
+        "--to", type=int, default=0, help="the upstream's port (relay, passthrough)"
+    )
     args = parser.parse_args()
     asyncio.run(serve(args.role, args.port, args.to))
 
