@@ -44,7 +44,7 @@ def keys(out: Console, records: list[KeyRecord]) -> None:
             k.default_tier,
             ",".join(k.allowed_tiers) if k.allowed_tiers else "all",
             "-" if k.budget_micros is None else f"{k.budget_micros / 1e6:.2f}",
-            f"{k.spent_micros / 1e6:.4f}",
+            f"{Decimal(k.spent_micros) / 1_000_000:.6f}",
             str(k.tokens_per_minute or "-"),
             "yes" if k.is_admin else "",
             "yes" if k.revoked_at else "",
@@ -57,9 +57,9 @@ def pnl(out: Console, p: dict[str, Any]) -> None:
     t = p["tokens"]
     out.print(
         f"tokens in {t['input']:,} (cached {t['cached']:,}), out {t['output']:,}; "
-        f"revenue ${p['revenue_usd']:.4f}, cost ${p['cost_usd']:.4f}, "
-        f"idle ${p['idle_cost_usd']:.4f}, "
-        f"profit ${p['profit_usd']:.4f}, margin {_pct(p['margin'])}, "
+        f"revenue ${p['revenue_usd']:.6f}, cost ${p['cost_usd']:.6f}, "
+        f"idle ${p['idle_cost_usd']:.6f}, "
+        f"profit ${p['profit_usd']:.6f}, margin {_pct(p['margin'])}, "
         f"cost per 1M tokens {_usd(p['cost_per_million_tokens'])}, "
         f"tokens per joule {_number(p['tokens_per_joule'])}",
         highlight=False,
@@ -76,9 +76,9 @@ def pnl(out: Console, p: dict[str, Any]) -> None:
                 name,
                 str(r.get("requests", "")),
                 f"{r['tokens']['output']:,}",
-                f"{r['revenue_usd']:.4f}",
-                f"{r['cost_usd']:.4f}",
-                f"{r['profit_usd']:.4f}",
+                f"{r['revenue_usd']:.6f}",
+                f"{r['cost_usd']:.6f}",
+                f"{r['profit_usd']:.6f}",
             )
         out.print(table)
 
@@ -92,4 +92,4 @@ def _pct(value: Decimal | None) -> str:
 
 
 def _usd(value: Decimal | None) -> str:
-    return "-" if value is None else f"${value:.4f}"
+    return "-" if value is None else f"${value:.6f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 
 import httpx
 import openai
@@ -124,3 +125,26 @@ def test_report_command_prints_the_books_as_json(
     ):
         assert field in report
     assert report["tokens"]["output"] == 6 and list(report["per_tenant"]) == ["acme"]
+
+
+def test_report_command_prints_the_ledgers_exact_micro_dollars(
+    twin: str,
+    make_gateway: MakeGateway,
+    tmp_path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """A few short requests earn fractions of a cent: the text report shows the ledger's
+    exact amounts (to the micro-dollar), not zeros rounded away."""
+    database = f"sqlite:///{tmp_path / 'books.db'}"
+    gw = make_gateway([twin], database=database)
+    c = client(gw, gw.key("acme"))
+    c.completions.create(model="llama-3.1-8b", prompt="a tiny sale", max_tokens=3)
+    revenue = sum(e.revenue_micros for e in gw.ledger.events())
+    assert 0 < revenue < 100  # under a hundredth of a cent: four places would print 0.0000
+    factory = tmp_path / "factory-0.toml"
+    argv = ["tokenfactory", "report", "--config", str(factory), "--database", database]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    out = capsys.readouterr().out
+    assert f"revenue ${Decimal(revenue) / 1_000_000:.6f}" in out
