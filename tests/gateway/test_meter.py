@@ -26,6 +26,9 @@ from tokenfactory.ledger.records import micros_to_usd, round_usd, usd_to_micros
 from tokenfactory.perf.efficiency import efficiency_for
 from tokenfactory.perf.model import Batch, Deployment, PerfModel
 from tokenfactory.sched import POLICIES, Job, TierRule
+from tokenfactory.sim.replica import EngineLimits
+from tokenfactory.sim.run import NO_COST, NO_PRICES, UNBOUNDED_TIERS, Setup, simulate
+from tokenfactory.workload import OpenLoop, Request
 
 MODEL = "llama-3.1-8b"
 ASK = "What does a token cost? " * 10
@@ -141,6 +144,58 @@ def test_requests_in_one_batch_share_its_steps_exactly(catalog: Catalog) -> None
     between = step_share_s(perf, prompt, 0, out, 2.4)
     assert three < between < two
     assert (two - between) / (two - three) == pytest.approx((1 / 2 - 1 / 2.4) / (1 / 2 - 1 / 3))
+
+
+def planner_shares(catalog: Catalog, requests: list[Request]) -> dict[int, float]:
+    """The planner's cost attribution (replica seconds) of these requests on the twin's
+    own deployment (`twin_app`): the share of the steps each was in, by request id."""
+    setup = Setup(
+        Deployment(catalog.model(MODEL), catalog.gpu("H100-SXM"), "fp8", 1),
+        efficiency_for("vllm"),
+        EngineLimits(64, 8192),
+        1,
+        OpenLoop(requests),
+        UNBOUNDED_TIERS,
+        NO_PRICES,
+        NO_COST,
+    )
+    return {o.req.id: o.share_s for o in simulate(setup).fleet.outcomes}
+
+
+def test_the_planner_charges_a_batch_as_the_meter_does(catalog: Catalog) -> None:
+    # B identical requests start together: the planner splits their prefill step and each
+    # decode step evenly among them, which is what the meter charges a request that ran in
+    # a batch of B; so do they on a lone request (B = 1). (A one-token request ahead holds
+    # the replica for one step, so that all B start at its end: the first to reach an idle
+    # replica would step alone.)
+    d = Deployment(catalog.model(MODEL), catalog.gpu("H100-SXM"), "fp8", 1)
+    perf = PerfModel(d, efficiency_for("vllm"))
+    prompt, out = 200, 150
+    for b in (1, 2, 7, 32):
+        batch = [Request(i, 0.0, prompt, out) for i in range(b)]
+        shares = planner_shares(catalog, [Request(b, 0.0, 1, 1), *batch])
+        metered = step_share_s(perf, prompt, 0, out, float(b))
+        got = {i: shares[i] for i in range(b)}
+        assert got == pytest.approx(dict.fromkeys(range(b), metered), rel=1e-9), b
+
+
+def test_the_planner_and_the_floor_charge_lone_requests_the_same(
+    catalog: Catalog, make_gateway: MakeGateway
+) -> None:
+    # Requests one at a time through the gateway to a twin (20x real time: work is the
+    # model's seconds), and the same requests, as the ledger counted their tokens, in the
+    # planner: each is charged the same replica seconds in both worlds.
+    with twin_engine(catalog, 20.0) as (url, _):
+        gw = make_gateway([url])
+        key = gw.key()
+        for max_tokens in (1, 40, 300):
+            ask(gw.v1, key, max_tokens)
+        events = sorted(gw.ledger.events(), key=lambda e: e.output_tokens)
+    assert [e.output_tokens for e in events] == [1, 40, 300]
+    assert all(e.cached_tokens == 0 for e in events)
+    apart = [Request(i, 100.0 * i, e.input_tokens, e.output_tokens) for i, e in enumerate(events)]
+    shares = planner_shares(catalog, apart)
+    assert shares == pytest.approx({i: e.work_s for i, e in enumerate(events)}, rel=1e-9)
 
 
 def test_the_dispatcher_splits_each_busy_second_among_the_requests_running() -> None:

@@ -72,6 +72,7 @@ def test_a_lone_request_takes_one_prefill_step_then_output_minus_one_decode_step
     assert len(ends) == OUT
     assert o.end_s == pytest.approx(ends[-1], rel=1e-12)
     assert o.end_s > o.first_token_s + (OUT - 1) * decode_s(perf, PROMPT + 1)  # context grows
+    assert o.share_s == pytest.approx(o.end_s, rel=1e-12)  # alone, it pays every step whole
 
 
 def test_a_lone_request_arriving_later_is_shifted_by_its_arrival(make_setup, perf) -> None:
@@ -169,6 +170,9 @@ def drained(setup: Setup) -> tuple[list[Outcome], int]:
         assert r.kv_used == pytest.approx(0.0, abs=1e-9)
         assert r.decode_context == 0 and r.queued_tokens == 0 and r.run is None
         assert not r.waiting and not r.prefilling and not r.decoding
+    # Every step's time is split among the sequences in it: the shares add up to the busy time.
+    shares = sum(o.share_s for o in result.fleet.outcomes)
+    assert shares == pytest.approx(sum(r.busy_s for r in result.fleet.replicas), rel=1e-9)
     return result.fleet.outcomes, result.summary["preemptions"]
 
 
@@ -200,6 +204,24 @@ def test_partial_prompts_that_hold_each_others_kv_do_not_stall_the_replica(make_
         (1, "ok", 10),
         (2, "ok", 400),
     ]
+
+
+def test_an_abandoned_request_carries_its_share_of_the_steps_it_was_in(
+    make_setup, make_tiers, perf
+) -> None:
+    # B's long prompt is prefilled beside A's decoding, 511 tokens a step (the budget less
+    # A's token). After five chunks the next no longer fits the KV cache; A's growing context
+    # then pauses B (the later arrival), and B, back in the queue past its patience, leaves.
+    reqs = [Request(0, 0.0, 400, 2000), Request(1, 0.001, 2700, 10, "flex")]
+    limits = EngineLimits(max_batched_tokens=512)
+    setup = make_setup(reqs, kv_tokens=3000, limits=limits, tiers=make_tiers(flex=0.1))
+    result = simulate(setup)
+    a, b = sorted(result.fleet.outcomes, key=lambda o: o.req.id)
+    assert (a.status, b.status, b.output_tokens, b.preemptions) == ("ok", "abandoned", 0, 1)
+    # It earns nothing, but half of each step it was in is its cost.
+    steps = [prefill_s(perf, 511, 511 * j, False, (400 + 1 + j,)) for j in range(5)]
+    assert b.share_s == pytest.approx(sum(steps) / 2, rel=1e-12)
+    assert a.share_s + b.share_s == pytest.approx(result.fleet.replicas[0].busy_s, rel=1e-12)
 
 
 def test_value_does_not_pause_decoders_for_a_prompt_only_the_token_budget_blocks(

@@ -1,8 +1,9 @@
 """The simulated fleet: arrivals from the workload, routing, admission, outcomes.
 
 Each request ends as one `Outcome`: served (ok), refused at the door (the policy said
-no), or abandoned (its client's patience ran out before a first token). Closed loops
-(chat sessions, agents) hear of every end and may send their next request.
+no), or abandoned (its client's patience ran out before a first token), carrying its share
+of the steps it was in whatever became of it. Closed loops (chat sessions, agents) hear of
+every end and may send their next request.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Outcome:
     cached_tokens: int = 0
     output_tokens: int = 0
     preemptions: int = 0
-    work_s: float = 0.0
+    share_s: float = 0.0  # replica seconds: each step it was in, over the sequences in it
 
 
 class Fleet:
@@ -122,7 +123,7 @@ class Fleet:
             seq.cached,
             seq.gen if status == OK else 0,
             seq.preemptions,
-            replica.perf.work_s(seq.req.input_tokens, seq.cached, seq.gen) if status == OK else 0.0,
+            seq.share_s,
         )
         if status == OK:
             self._mean_service_s += 0.01 * (now - seq.req.arrival_s - self._mean_service_s)

@@ -10,6 +10,10 @@ D; a decoding sequence's progress is D - d0, completions sit in a heap by the cl
 value at which they finish, and when nothing can change but decoding, many identical
 steps run as one event whose duration sums their (linearly growing) step times. An
 arrival cuts such a run at the next step boundary.
+
+Cost, as the floor's meter counts it: each step's (or run's) time is split evenly among
+the sequences in it. Decoders share a clock for this too: `shares` sums the time per
+sequence of every step, and a decoding sequence's share is its rise while it decodes.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class Seq:
     preemptions: int = 0
     chunk: int = 0  # prompt tokens in the step in flight
     done_s: float = 0.0
+    share_s: float = 0.0  # its share of the steps it was in (while it decodes, up to s0)
+    s0: float = 0.0  # the replica's share clock when it last settled `share_s`
 
 
 @dataclass(slots=True)
@@ -110,6 +116,7 @@ class Replica:
         self._runs = 0  # every scheduled end carries its run's number; stale ends are ignored
         self.pacer = Pacer(self)
         self.busy_s = 0.0
+        self.shares = 0.0  # the share clock: each step's time over the sequences in it, summed
         self.queued_tokens = 0
         self.generated_tokens = 0
         self.preemptions = 0
@@ -316,6 +323,11 @@ class Replica:
         now = self.env.now
         self.busy_s += now - run.start
         steps, n_dec = run.steps, len(self.decoding)
+        if n_dec or run.prefills:
+            share = (now - run.start) / (n_dec + len(run.prefills))
+            self.shares += share
+            for seq in run.prefills:
+                seq.share_s += share
         self.clock += steps
         self.decode_context += n_dec * steps
         self.kv_used += n_dec * steps
@@ -340,6 +352,7 @@ class Replica:
         seq.gen += 1
         self.generated_tokens += 1
         seq.d0, seq.ctx0 = self.clock, seq.prompt + 1
+        seq.s0 = self.shares
         self.decoding[seq.job.id] = seq
         self.decode_context += seq.ctx0
         self.kv_used += 1
@@ -352,6 +365,7 @@ class Replica:
         progress = self.clock - seq.d0
         seq.gen += progress
         seq.d0 = self.clock
+        seq.share_s += self.shares - seq.s0
         context = seq.ctx0 + progress
         self.decode_context -= context
         self.kv_used -= context + self.slack
@@ -399,6 +413,7 @@ class Replica:
             del self.decoding[seq.job.id]
             progress = self.clock - seq.d0
             seq.gen += progress
+            seq.share_s += self.shares - seq.s0
             context = seq.ctx0 + progress
             self.decode_context -= context
             self.kv_used -= context + self.slack

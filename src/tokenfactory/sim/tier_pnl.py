@@ -1,8 +1,10 @@
-"""Each tier's share of a simulated fleet's cost, by the work its requests took.
+"""Each tier's share of a simulated fleet's cost, by the steps its requests were in.
 
-The floor's rule (gateway/meter.py): a request costs its predicted seconds of replica
-time at the fleet's cost rate, whatever became of it; replica time that no request used
-is idle cost, reported on its own and never spread over the tiers.
+The floor's rule (gateway/meter.py): every step's time is split evenly among the
+sequences in it, and a request costs its share at the fleet's cost rate, whatever became
+of it (an abandoned request pays for the prompt chunks it was in, a paused one for the
+steps before its pause). Replica time in no step is idle cost, reported on its own and
+never spread over the tiers.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ def with_tier_costs(
     summary: dict[str, Any], outcomes: Sequence[Outcome], replicas: int
 ) -> dict[str, Any]:
     """The summary plus `cost_usd` and `profit_usd` per tier and the fleet's `idle_cost_usd`."""
-    work = dict.fromkeys(summary["per_tier"], 0.0)
+    shares = dict.fromkeys(summary["per_tier"], 0.0)
     for o in outcomes:
-        work[o.req.tier] += o.work_s
-    # Work is the performance model's estimate: should it ever exceed the replica time,
-    # scale it down so that the tiers never carry more than the whole cost.
-    replica_s = max(summary["duration_s"] * replicas, sum(work.values()))
+        shares[o.req.tier] += o.share_s
+    replica_s = summary["duration_s"] * replicas
     rate = summary["cost_usd"] / replica_s if replica_s > 0 else 0.0
     per_tier = {
         name: {
             **t,
-            "cost_usd": rate * work[name],
-            "profit_usd": t["revenue_usd"] - rate * work[name],
+            "cost_usd": rate * shares[name],
+            "profit_usd": t["revenue_usd"] - rate * shares[name],
         }
         for name, t in summary["per_tier"].items()
     }
