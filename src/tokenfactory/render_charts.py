@@ -135,7 +135,7 @@ def pnl(summary: Mapping[str, Any]) -> Figure:
     ax.legend(loc="best", fontsize=8)
     ax.set_title(
         f"P&L by tier: revenue {_usd(summary['revenue_usd'])}, cost {_usd(summary['cost_usd'])}, "
-        f"profit {_usd(summary['profit_usd'])} (idle: replica time no request's work accounts for)",
+        f"profit {_usd(summary['profit_usd'])} (idle: replica time in no engine step)",
         fontsize=10,
     )
     return fig

@@ -300,8 +300,9 @@ def poisson_setup(make_setup, seed: int, policy: str = "fcfs") -> Setup:
     return make_setup(work, kv_tokens=20_000, policy=policy, replicas=2)
 
 
-def ends(outcomes: list[Outcome]) -> list[tuple[int, float]]:
-    return [(o.req.id, o.end_s) for o in outcomes]
+def ends(outcomes: list[Outcome]) -> list[tuple[int, float, float]]:
+    """Each request's end and its share of the steps: what a rerun must repeat exactly."""
+    return [(o.req.id, o.end_s, o.share_s) for o in outcomes]
 
 
 def test_the_same_seed_gives_the_same_outcomes(make_setup) -> None:
