@@ -374,7 +374,8 @@ class Replica:
 
     def abort(self, job_id: int) -> Seq | None:
         """Drop a request wherever it is (its client left), freeing its place and KV."""
-        # A step in flight keeps its time; the dropped sequence just gets nothing from it.
+        # A step in flight keeps its time; the dropped sequence gets nothing from it, nor a
+        # share of its cost (those left in it split that).
         for i, (_, queued) in enumerate(self.waiting):
             if queued.job.id == job_id:
                 self.waiting[i] = self.waiting[-1]
