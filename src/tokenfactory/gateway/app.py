@@ -63,13 +63,17 @@ def create_app(floor: Floor) -> FastAPI:
         try:
             yield
         finally:
-            await runner.stop()
-            await liveness.stop()
-            probe.cancel()
-            for engine in floor.engines:
-                await engine.stop()
-            await generator.buckets.close()
-            await anyio.to_thread.run_sync(floor.ledger.close)
+            # Each part stops even if one before it fails (a ledger gone at shutdown must
+            # not leave the engines' connections open: uvloop refuses to close over them).
+            # Last pushed, first stopped; the first failure is raised once all have run.
+            async with contextlib.AsyncExitStack() as stopping:
+                stopping.push_async_callback(anyio.to_thread.run_sync, floor.ledger.close)
+                stopping.push_async_callback(generator.buckets.close)
+                for engine in reversed(floor.engines):
+                    stopping.push_async_callback(engine.stop)
+                stopping.callback(probe.cancel)
+                stopping.push_async_callback(liveness.stop)
+                stopping.push_async_callback(runner.stop)
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN. The schema is
     # served at /openapi.json for any OpenAPI tool.
