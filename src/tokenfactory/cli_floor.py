@@ -65,7 +65,16 @@ def serve(
         f"  OpenAI(base_url='http://{listen_host}:{listen_port}/v1', api_key=KEY)",
         highlight=False,
     )
-    uvicorn.run(create_app(floor), host=listen_host, port=listen_port, log_level="warning")
+    # Named, not "auto": a gateway that quietly fell back to asyncio's loop and the
+    # pure-Python h11 parser would spend more CPU on every request.
+    uvicorn.run(
+        create_app(floor),
+        host=listen_host,
+        port=listen_port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 @keys_app.command("create")

@@ -129,11 +129,13 @@ def test_hostile_bodies_get_a_clean_4xx_and_nothing_is_billed(gw: Gateway) -> No
         (send(gw, key, {**CHAT, "user": "u" * 100_000}), 400, "user"),
         (send(gw, key, {"model": MODEL, "prompt": [1, 2]}, path="/v1/completions"), 400, None),
         (send(gw, "x' OR '1'='1"), 401, None),
-        (send(gw, key + "\x7f"), 401, None),
         (send(gw, None, raw=b"{" * 1000), 401, None),  # no key: the body is not even read
     ]
     for response, status, param in cases:
         assert_error(response, status, param)
+    # A control character in a header never reaches the app: the HTTP parser (httptools)
+    # refuses the request itself, in its own words.
+    assert send(gw, key + "\x7f").status_code == 400
     assert gw.ledger.events() == []  # nothing ran, nothing was billed
     ok = send(gw, key)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4

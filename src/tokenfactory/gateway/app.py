@@ -28,6 +28,7 @@ from tokenfactory.gateway import batches, dashboard, errors, files, openapi, usa
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_runner import BatchRunner
 from tokenfactory.gateway.body import read_json
+from tokenfactory.gateway.direct import DirectRoutes
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
@@ -62,13 +63,17 @@ def create_app(floor: Floor) -> FastAPI:
         try:
             yield
         finally:
-            await runner.stop()
-            await liveness.stop()
-            probe.cancel()
-            for engine in floor.engines:
-                await engine.stop()
-            await generator.buckets.close()
-            await anyio.to_thread.run_sync(floor.ledger.close)
+            # Each part stops even if one before it fails (a ledger gone at shutdown must
+            # not leave the engines' connections open: uvloop refuses to close over them).
+            # Last pushed, first stopped; the first failure is raised once all have run.
+            async with contextlib.AsyncExitStack() as stopping:
+                stopping.push_async_callback(anyio.to_thread.run_sync, floor.ledger.close)
+                stopping.push_async_callback(generator.buckets.close)
+                for engine in reversed(floor.engines):
+                    stopping.push_async_callback(engine.stop)
+                stopping.callback(probe.cancel)
+                stopping.push_async_callback(liveness.stop)
+                stopping.push_async_callback(runner.stop)
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN. The schema is
     # served at /openapi.json for any OpenAPI tool.
@@ -100,17 +105,22 @@ def create_app(floor: Floor) -> FastAPI:
     app.include_router(batches.router(book, runner, authorised))
     app.include_router(usage.router(floor.ledger, authorised, window_s))
 
-    @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         key = await authorised(request)  # before reading a body a stranger sent
         call = oa.ChatRequest.model_validate(await read_json(request, limit))
         return await generator.handle(key, call)
 
-    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         key = await authorised(request)  # before reading a body a stranger sent
         call = oa.CompletionRequest.model_validate(await read_json(request, limit))
         return await generator.handle(key, call)
+
+    # Their POSTs are served by DirectRoutes, ahead of the router; FastAPI keeps the routes
+    # for the schema and for answering other methods with 405.
+    completion_routes = {"/v1/chat/completions": chat, "/v1/completions": completions}
+    for path, handler in completion_routes.items():
+        app.post(path)(handler)
+    app.add_middleware(DirectRoutes, routes=completion_routes)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -47,14 +47,16 @@ async def guarded(
     async with contextlib.aclosing(items):  # closing this stream closes the engine's now
         while True:
             limit = timeouts.stall_s if started else timeouts.first_token_s
-            try:
-                with anyio.fail_after(limit):
+            # A bare scope, not fail_after (a generator-made context manager around one):
+            # this runs for every token. Only its deadline can cancel it.
+            with anyio.CancelScope(deadline=anyio.current_time() + limit) as overdue:
+                try:
                     item = await items.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
+                except StopAsyncIteration:
+                    return
+            if overdue.cancelled_caught:
                 what = "next token" if started else "first token"
                 message = f"{name}: no {what} within {limit:g}s"
-                raise EngineError(message, started=started) from None
+                raise EngineError(message, started=started)
             started = started or isinstance(item, Delta)
             yield item

@@ -75,7 +75,12 @@ class Run:
                 lease = await self._acquire(failed)
                 r.queued_s += time.monotonic() - queued_at
                 r.replica = lease.replica.name
-                attempt = replace(self.request, continuation=r.text, max_tokens=remaining)
+                # Most requests run once, as asked: replace() costs more than a check.
+                attempt = (
+                    self.request
+                    if remaining == wanted and r.text == self.request.continuation
+                    else replace(self.request, continuation=r.text, max_tokens=remaining)
+                )
                 try:
                     # Closed here, not by the garbage collector: a stream closed while it
                     # waits at `yield` must count the attempt's tokens before it is billed.

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import anyio
-from fastapi.responses import JSONResponse
+import orjson
 from starlette.responses import Response
 
 from tokenfactory.catalog import Model
@@ -248,7 +248,7 @@ class Generator:
             run.result.finish_reason,
             usage,
         )
-        return JSONResponse(body)
+        return Response(orjson.dumps(body), media_type="application/json")
 
     async def _sse(
         self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
@@ -398,9 +398,10 @@ class Generator:
         m.tokens.labels(billed, "input").inc(prompt)
         m.tokens.labels(billed, "cached").inc(r.cached_tokens)
         m.tokens.labels(billed, "output").inc(r.output_tokens)
-        m.revenue.labels(billed).inc(float(Decimal(revenue_micros) / 1_000_000))
+        # Integer over integer is correctly rounded: the float nearest the exact dollars.
+        m.revenue.labels(billed).inc(revenue_micros / 1_000_000)
         if r.replica:
-            m.cost.labels(r.replica).inc(float(Decimal(cost_micros) / 1_000_000))
+            m.cost.labels(r.replica).inc(cost_micros / 1_000_000)
         if r.ttft_s is not None:
             m.ttft.labels(tier.name).observe(r.ttft_s)
             m.duration.labels(tier.name).observe(r.queued_s + r.engine_s)
@@ -450,4 +451,9 @@ class _Ticket:
 
 
 def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    try:
+        encoded = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # A lone surrogate in an engine's text: UTF-8 cannot carry it, a JSON escape can.
+        encoded = json.dumps(data, separators=(",", ":")).encode()
+    return b"data: " + encoded + b"\n\n"

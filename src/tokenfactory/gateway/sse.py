@@ -8,11 +8,15 @@ streams, cancels the stream when it comes, and always closes the body.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+# What Response.init_headers makes of the media type and the one header, worked out once.
+_HEADERS = ((b"cache-control", b"no-cache"), (b"content-type", b"text/event-stream; charset=utf-8"))
 
 
 class EventStream(Response):
@@ -25,28 +29,32 @@ class EventStream(Response):
         self.body_iterator = body
         self.status_code = 200
         self.background = None
-        self.init_headers({"Cache-Control": "no-cache"})
+        self.raw_headers = list(_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the events; stop the moment the client disconnects."""
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        async with anyio.create_task_group() as group:
+        streaming = anyio.CancelScope()
 
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            streaming.cancel()
 
-            group.start_soon(watch)
-            try:
+        # A plain task, not a task group's: ending the watcher costs a task.cancel(), where
+        # cancelling a task group's scope formats the task's repr. It only ever waits on
+        # `receive`, so cancelling it natively cannot cut into anything of ours.
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            with streaming:
                 async for event in self.body_iterator:
                     await send({"type": "http.response.body", "body": event, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:
-                pass  # the client went away between two events
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.body_iterator.aclose()
-                group.cancel_scope.cancel()
+        except OSError:
+            pass  # the client went away between two events
+        finally:
+            watcher.cancel()
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
