@@ -29,8 +29,8 @@ class Economics:
 
     def replica_cost_per_s(self, replicas: int) -> float:
         """What a second of one busy replica's time costs: its share of the fixed cost
-        and of the fleet's power when busy (a saturated fleet that spends a second more
-        on one replica runs that much longer)."""
+        and of the fleet's power when busy (a saturated fleet given one more replica
+        second of work ends 1 / replicas of a second later)."""
         return (self.cost_per_s_fixed + self.busy_kw * self.energy_cost_per_kwh / 3600) / replicas
 
 
