@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from tokenfactory.catalog import load_catalog
 from tokenfactory.engines.base import Load
 from tokenfactory.engines.openai_http import OpenAIEngine
 from tokenfactory.gateway.dispatch import Dispatcher, ReplicaSlot
+from tokenfactory.perf.efficiency import efficiency_for
+from tokenfactory.perf.model import Deployment, PerfModel
 from tokenfactory.sched import POLICIES, Job, TierRule
 
 TIERS = {
@@ -15,11 +20,17 @@ TIERS = {
     "flex": TierRule("flex", 2, 0.5, None, None, 900.0, True),
 }
 
+_CATALOG = load_catalog()
+H100_8B = Deployment(_CATALOG.model("llama-3.1-8b"), _CATALOG.gpu("H100-SXM"), "bf16")
 
-def slot(index: int, places: int, resumes: bool = True) -> ReplicaSlot:
+
+def slot(
+    index: int, places: int, resumes: bool = True, usd_per_s: float = 0.0, perf: bool = False
+) -> ReplicaSlot:
     # A real adapter that is never started: the dispatcher only asks whether it resumes.
     engine = OpenAIEngine(f"r{index}", "http://127.0.0.1:9", "m", continue_final_message=resumes)
-    return ReplicaSlot(index, f"r{index}", engine, places)
+    model = PerfModel(H100_8B, efficiency_for("vllm")) if perf else None
+    return ReplicaSlot(index, f"r{index}", engine, places, usd_per_s=usd_per_s, perf=model)
 
 
 def job(i: int, tier: str, at: float = 0.0) -> Job:
@@ -97,6 +108,30 @@ def test_value_pauses_nothing_for_paying_work_that_can_wait_for_a_place() -> Non
         d.release(lease)
 
     asyncio.run(scenario())
+
+
+def test_value_pauses_nothing_whose_recompute_costs_more_than_the_paying_job_loses() -> None:
+    """The realtime job (worth 1 $) loses its 0.5 $ premium if it waits the 1 s a place
+    takes; the flex job's 125 tokens of context take about 2 ms to recompute."""
+
+    async def scenario(usd_per_s: float) -> bool:
+        replica = slot(0, 1, usd_per_s=usd_per_s, perf=True)
+        d = Dispatcher([replica], POLICIES["value"], "least_load", clock=lambda: 0.0)
+        held = await d.acquire(job(1, "flex"))
+        paying = asyncio.create_task(d.acquire(job(2, "realtime")))
+        await asyncio.sleep(0)
+        paused = held.preempt.is_set()
+        d.release(held)
+        d.release(await asyncio.wait_for(paying, 1))
+        return paused
+
+    assert asyncio.run(scenario(usd_per_s=1.0))  # a pause at 1 $/s costs about 0.002 $
+    assert not asyncio.run(scenario(usd_per_s=1000.0))  # about 2 $: more than the premium
+    flex = job(1, "flex")
+    recompute_s = PerfModel(H100_8B, efficiency_for("vllm")).work_s(flex.paused_context, 0, 0)
+    priced = slot(0, 1, usd_per_s=2.0, perf=True).priced(flex)
+    assert priced.pause_cost == pytest.approx(2.0 * recompute_s, rel=1e-12)
+    assert slot(0, 1, usd_per_s=2.0).priced(flex).pause_cost == 0.0  # no performance model
 
 
 def test_engine_load_from_elsewhere_steers_routing() -> None:

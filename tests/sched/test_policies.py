@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tokenfactory.sched import POLICIES, FcfsPolicy, Job, PriorityPolicy, TierRule, ValuePolicy
-from tokenfactory.sched.policies import BATCH_HURRY_SHARE, tpot_slack_s
+from tokenfactory.sched.policies import BATCH_HURRY_SHARE, at_stake, tpot_slack_s
 
 REALTIME = TierRule("realtime", 0, 2.0, 0.45, 0.04, 5.0, False)
 STANDARD = TierRule("standard", 1, 1.0, 2.0, 0.2, 30.0, False)
@@ -15,8 +15,15 @@ FLEX = TierRule("flex", 2, 0.5, None, None, 900.0, True)
 BATCH = TierRule("batch", 3, 0.5, None, None, 86400.0, True, 86400.0)
 
 
-def job(i: int, tier: TierRule, arrival: float = 0.0, value: float = 1.0, work: float = 1.0) -> Job:
-    return Job(i, tier, arrival, 100, 100, value, work)
+def job(
+    i: int,
+    tier: TierRule,
+    arrival: float = 0.0,
+    value: float = 1.0,
+    work: float = 1.0,
+    pause_cost: float = 0.0,
+) -> Job:
+    return Job(i, tier, arrival, 100, 100, value, work, pause_cost)
 
 
 def order(policy: str, jobs: list[Job], now: float = 0.0) -> list[int]:
@@ -118,6 +125,39 @@ def test_value_pauses_nothing_for_a_job_that_can_wait_for_the_next_place() -> No
     assert p.victims(job(9, STANDARD), running, 0.1, 2.0) == []
     assert p.victims(job(9, STANDARD), running, 0.1, 29.8) == []
     assert [v.id for v in p.victims(job(9, STANDARD), running, 0.1, 30.0)] == [1]
+
+
+def test_what_is_at_stake_is_a_premium_tiers_premium_and_any_other_tiers_whole_value() -> None:
+    # Realtime at 2x standard is billed as standard when it misses: half its value is lost.
+    assert at_stake(job(0, REALTIME, value=1.0)) == 0.5
+    premium3 = TierRule("premium3", 0, 3.0, 0.45, 0.04, 5.0, False)
+    assert at_stake(job(0, premium3, value=3.0)) == pytest.approx(2.0, rel=1e-12)
+    # A standard request whose client gives up, or batch whose window closes, earns nothing.
+    assert at_stake(job(0, STANDARD, value=1.0)) == 1.0
+    assert at_stake(job(0, BATCH, value=0.25)) == 0.25
+
+
+def test_value_pauses_nothing_that_costs_more_than_the_blocked_job_stands_to_lose() -> None:
+    p = POLICIES["value"]
+    dear = [job(1, FLEX, value=1.0, pause_cost=0.6)]
+    # Realtime worth 1.0 loses only its 0.5 premium by waiting: a 0.6 pause is not worth it.
+    assert p.victims(job(9, REALTIME, value=1.0), dear, 1.0, LATE) == []
+    assert [v.id for v in p.victims(job(9, REALTIME, value=1.4), dear, 1.0, LATE)] == [1]
+    # Standard loses all of its 1.0 if its client gives up: worth the 0.6.
+    assert [v.id for v in p.victims(job(9, STANDARD, value=1.0), dear, 1.0, LATE)] == [1]
+    # Among those worth pausing, the cheapest pause goes first, whatever its density.
+    running = [*dear, job(2, FLEX, value=9.0, pause_cost=0.1), job(3, FLEX, pause_cost=0.2)]
+    assert [v.id for v in p.victims(job(9, REALTIME, value=1.0), running, 1.0, LATE)] == [2]
+
+
+def test_worth_pausing_weighs_the_pauses_together_and_only_value_pauses() -> None:
+    victims = [job(1, FLEX, pause_cost=0.3), job(2, FLEX, pause_cost=0.3)]
+    assert POLICIES["value"].worth_pausing(0.6, victims)
+    assert not POLICIES["value"].worth_pausing(0.59, victims)
+    # Nothing known of either side (an unpriced request, a replica of unknown cost).
+    assert POLICIES["value"].worth_pausing(0.0, [job(1, FLEX)])
+    for name in ("fcfs", "priority"):
+        assert not POLICIES[name].worth_pausing(1.0, victims)
 
 
 def test_tpot_slack_is_the_budget_left_after_the_remaining_tokens_at_pace() -> None:

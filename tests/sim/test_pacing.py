@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from tokenfactory.sched import TierRule
-from tokenfactory.sim.fleet import Outcome
+from tokenfactory.sim.fleet import Outcome, TierPrice
+from tokenfactory.sim.report import Economics
 from tokenfactory.sim.run import simulate
 from tokenfactory.workload import Request
 
@@ -70,4 +71,50 @@ def test_value_does_not_pace_for_a_standard_request(make_setup, make_tiers) -> N
     _, priority_end = long_prompts_and_one_realtime(
         make_setup, make_tiers, "priority", 0.05, "standard"
     )
+    assert value_end == priority_end
+
+
+def realtime_among_flex(
+    make_setup, policy: str, ttft_s: float | None, cost_per_s: float = 0.0
+) -> tuple[Outcome, float, int]:
+    """Twenty flex requests of 8000 prompt tokens and 400 answer tokens, and a realtime
+    request of 1000 answer tokens with a 30 ms mean TPOT, all at once; standard is priced
+    1 $ per million tokens and realtime twice that."""
+    realtime = TierRule("realtime", 0, 2.0, ttft_s, 0.03, math.inf, False)
+    tiers = {
+        name: TierRule(name, rank, 1.0, None, None, math.inf, name in ("flex", "batch"))
+        for rank, name in enumerate(("realtime", "standard", "flex", "batch"))
+    }
+    tiers["realtime"] = realtime
+    prices = {name: TierPrice(1e-6, 1e-6, 1e-6) for name in tiers}
+    prices["realtime"] = TierPrice(2e-6, 2e-6, 2e-6)
+    reqs = [Request(i, 0.0, 8000, 400, "flex") for i in range(20)]
+    reqs.append(Request(100, 0.0, 200, 1000, "realtime"))
+    economics = Economics(1, cost_per_s, 0.0, 0.0, 0.0, 1.0)
+    setup = make_setup(reqs, tiers=tiers, prices=prices, economics=economics, policy=policy)
+    result = simulate(setup)
+    outcomes = {o.req.id: o for o in result.fleet.outcomes}
+    assert len(outcomes) == 21 and all(o.status == "ok" for o in outcomes.values())
+    flex_end = max(o.end_s for o in outcomes.values() if o.req.tier == "flex")
+    return outcomes[100], flex_end, result.summary["preemptions"]
+
+
+def test_value_pauses_cheap_decoders_only_while_the_premium_outweighs_the_pauses(
+    make_setup,
+) -> None:
+    # The realtime request's premium is 1200 tokens at 1 $ per million: 0.0012 $.
+    served, _, paused = realtime_among_flex(make_setup, "value", None, cost_per_s=1e-6)
+    assert paused > 0 and tpot(served) <= 0.03
+    # At 1 $ per replica second, recomputing a paused 8000-token context costs far more.
+    served, _, paused = realtime_among_flex(make_setup, "value", None, cost_per_s=1.0)
+    assert paused == 0 and tpot(served) <= 0.03
+
+
+def test_value_neither_paces_nor_pauses_for_a_realtime_request_already_late(make_setup) -> None:
+    # Its first token comes after the 0.45 s objective: it is billed as standard whatever
+    # its pace, so holding the flex work back would only cost throughput.
+    served, value_end, paused = realtime_among_flex(make_setup, "value", 0.45)
+    assert served.first_token_s is not None and served.first_token_s > 0.45
+    assert paused == 0
+    _, priority_end, _ = realtime_among_flex(make_setup, "priority", 0.45)
     assert value_end == priority_end

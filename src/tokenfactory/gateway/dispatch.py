@@ -5,7 +5,8 @@ replica runs at most `max_concurrency` requests at once; when a place frees, the
 waiting request takes it on the replica the router picks. Under a preempting policy a
 paying request that finds no place asks the policy for a victim among preemptible
 requests running on replicas that can resume them: the victim is told to pause, gives
-its place back, and queues again with what it has generated.
+its place back, and queues again with what it has generated. A pause is priced at the
+victim's replica: its context recomputed on resume at the replica's cost per second.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tokenfactory.engines.base import Engine, Load
 from tokenfactory.gateway.faults import Timeouts
+from tokenfactory.perf.model import PerfModel
 from tokenfactory.sched import Job, Policy, ReplicaLoad, route
 
 # Weight of the newest request in the running mean of service time (for wait estimates).
@@ -45,6 +47,9 @@ class ReplicaSlot:
     # replica's time is its rise while the request runs (cost attribution's work).
     shares_s: float = 0.0
     counted_at: float = 0.0
+    # What its time costs, and its performance model where it has one: what prices a pause.
+    usd_per_s: float = 0.0
+    perf: PerfModel | None = None
 
     def count(self, now: float) -> float:
         """Bring `shares_s` up to `now` (call it before `running` changes); returns it."""
@@ -52,6 +57,14 @@ class ReplicaSlot:
             self.shares_s += (now - self.counted_at) / len(self.running)
         self.counted_at = now
         return self.shares_s
+
+    def priced(self, job: Job) -> Job:
+        """`job` with what pausing it here would cost (unchanged where the replica has no
+        performance model, or the job cannot be paused)."""
+        if self.perf is None or not job.tier.preemptible:
+            return job
+        resume_s = self.perf.work_s(job.paused_context, 0, 0)
+        return replace(job, pause_cost=resume_s * self.usd_per_s)
 
     @property
     def free(self) -> int:
@@ -222,9 +235,8 @@ class Dispatcher:
             for lease in r.running.values()
             if not lease.preempt.is_set()
         ]
-        victims = self.policy.victims(
-            job, [lease.job for lease in running], self.clock(), self.place_wait_s()
-        )
+        jobs = [lease.replica.priced(lease.job) for lease in running]
+        victims = self.policy.victims(job, jobs, self.clock(), self.place_wait_s())
         chosen = {v.id for v in victims}
         for lease in running:
             if lease.job.id in chosen:

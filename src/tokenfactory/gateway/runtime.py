@@ -97,8 +97,18 @@ def build_floor(factory: FactoryFile, catalog: Catalog, database: str | None = N
     for index, spec in enumerate(factory.replicas):
         engine = make_engine(spec)
         timeouts = Timeouts(spec.first_token_timeout_s, spec.stall_timeout_s)
-        slots.append(ReplicaSlot(index, spec.name, engine, spec.max_concurrency, timeouts=timeouts))
-        costs[spec.name] = replica_cost(spec, catalog)
+        cost = costs[spec.name] = replica_cost(spec, catalog)
+        slots.append(
+            ReplicaSlot(
+                index,
+                spec.name,
+                engine,
+                spec.max_concurrency,
+                timeouts=timeouts,
+                usd_per_s=float(cost.usd_per_s),
+                perf=cost.perf,
+            )
+        )
         model = catalog.model(spec.model)
         served = spec.served_model or spec.model
         models[served] = model

@@ -32,7 +32,9 @@ class Job:
     """One request waiting for, or holding, a place in an engine's batch.
 
     value: what it earns if served within its objective ($); work_s: predicted seconds
-    of replica time it costs. Both come from the caller (economics and perf).
+    of replica time it costs; pause_cost: what pausing it would cost ($), its context
+    recomputed on resume at its replica's cost per second (0: unknown). All come from the
+    caller (economics and perf).
     """
 
     id: int
@@ -42,11 +44,18 @@ class Job:
     output_tokens: int
     value: float
     work_s: float
+    pause_cost: float = 0.0
 
     @property
     def density(self) -> float:
         """Money per second of replica time: what serving this request earns the factory."""
         return self.value / self.work_s if self.work_s > 0 else float("inf")
+
+    @property
+    def paused_context(self) -> int:
+        """Tokens to re-read or recompute when it resumes after a pause, on average: its
+        prompt and half its answer (callers price a pause on this)."""
+        return self.input_tokens + self.output_tokens // 2
 
     @property
     def deadline_s(self) -> float:

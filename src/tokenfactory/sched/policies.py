@@ -4,9 +4,9 @@
 - `priority`: strict tier order, no preemption: what today's routers offer.
 - `value`: ours. Paying tiers first by the money at stake (realtime by deadline, standard
   by deadline moved earlier for value density); preemptible work (flex, batch)
-  is ordered by value density, paused when a paying request would otherwise wait, and
-  refused early when it cannot start within its client's patience; batch is hurried as
-  its completion window runs out.
+  is ordered by value density, paused when a paying request would otherwise lose more
+  money waiting than the pause costs, and refused early when it cannot start within its
+  client's patience; batch is hurried as its completion window runs out.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class Policy(Protocol):
         """
         ...
 
+    def worth_pausing(self, stake: float, victims: Sequence[Job]) -> bool:
+        """Whether pausing `victims` costs no more than `stake`, the money (`at_stake`)
+        the pause would save."""
+        ...
+
     def step_cap(self, slack_s: float | None) -> float | None:
         """The longest engine step to allow, given the smallest TPOT slack of the running
         requests (`tpot_slack_s`; None: none runs with a TPOT objective). None: any."""
@@ -65,6 +70,10 @@ class FcfsPolicy:
     def victims(self, blocked: Job, running: Sequence[Job], now: float, wait_s: float) -> list[Job]:
         """Never preempts."""
         return []
+
+    def worth_pausing(self, stake: float, victims: Sequence[Job]) -> bool:
+        """Never preempts."""
+        return False
 
     def step_cap(self, slack_s: float | None) -> float | None:
         """Steps as long as the engine's budget makes them."""
@@ -101,21 +110,33 @@ class ValuePolicy:
         return not job.tier.preemptible or expected_wait_s < job.tier.patience_s
 
     def victims(self, blocked: Job, running: Sequence[Job], now: float, wait_s: float) -> list[Job]:
-        """The least valuable preemptible job, when `blocked` is paying (or hurried) work
-        that would miss its deadline waiting for a place.
+        """The preemptible job cheapest to pause (then the least dense), when `blocked` is
+        paying (or hurried) work that would miss its deadline waiting for a place and what
+        it stands to lose there is more than the pause costs.
 
         A pause is not free: the paused job's context is recomputed or re-read when it
-        resumes, so nothing is paused for a job that can wait for the next place.
+        resumes, so nothing is paused for a job that can wait for the next place, nor for
+        one whose miss costs less than the pause.
         """
         hurried = _hurried(blocked, now)
         if blocked.tier.preemptible and not hurried:
             return []
         if now + wait_s <= _due_s(blocked, hurried):
             return []
-        candidates = [j for j in running if j.tier.preemptible and not _hurried(j, now)]
+        stake = at_stake(blocked)
+        candidates = [
+            j
+            for j in running
+            if j.tier.preemptible and not _hurried(j, now) and self.worth_pausing(stake, [j])
+        ]
         if not candidates:
             return []
-        return [min(candidates, key=lambda j: (j.density, -j.arrival_s))]
+        return [min(candidates, key=lambda j: (j.pause_cost, j.density, -j.arrival_s))]
+
+    def worth_pausing(self, stake: float, victims: Sequence[Job]) -> bool:
+        """Pause when the pauses cost no more than the money they save. Where neither is
+        known (an unpriced job, a replica of unknown cost: both 0) the objective decides."""
+        return sum(v.pause_cost for v in victims) <= stake
 
     def step_cap(self, slack_s: float | None) -> float | None:
         """No step longer than the tightest running request can still afford.
@@ -134,6 +155,15 @@ def tpot_slack_s(
     if every later step takes `pace_s` (negative: it misses even so)."""
     budget = tpot_s * (target - 1) - (now - first_token_s)
     return budget - (target - generated - 1) * pace_s
+
+
+def at_stake(job: Job) -> float:
+    """What a paying job loses when it waits past its due time ($): a premium job its
+    premium over standard (a miss is billed as standard), any other all it earns (its
+    client gives up, or its batch window closes)."""
+    if job.tier.premium:
+        return job.value * (1 - 1 / job.tier.price_ratio)
+    return job.value
 
 
 def _virtual_deadline(job: Job) -> float:

@@ -8,7 +8,7 @@ every end and may send their next request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from tokenfactory.perf.model import PerfModel
@@ -58,6 +58,7 @@ class Fleet:
         prices: dict[str, TierPrice],
         policy: Policy,
         router: str,
+        cost_per_s: float = 0.0,
     ) -> None:
         self.env = env
         self.replicas = [
@@ -69,6 +70,7 @@ class Fleet:
         self.prices = prices
         self.policy = policy
         self.router = router
+        self.cost_per_s = cost_per_s  # of one replica's time: what prices a pause
         self.outcomes: list[Outcome] = []
         self._routed = 0
         self._home: dict[int, int] = {}  # session -> replica that last served it
@@ -96,6 +98,9 @@ class Fleet:
         work = replica.perf.work_s(req.input_tokens, 0, req.output_tokens)
         value = req.input_tokens * price.input + req.output_tokens * price.output
         job = Job(req.id, tier, req.arrival_s, req.input_tokens, req.output_tokens, value, work)
+        if tier.preemptible:
+            resume_s = replica.perf.work_s(job.paused_context, 0, 0)
+            job = replace(job, pause_cost=resume_s * self.cost_per_s)
         ahead = len(replica.waiting) / replica.limits.max_num_seqs
         if not self.policy.admit(job, ahead * self._mean_service_s):
             self._record(Outcome(req, REFUSED, replica.index, self.env.now))

@@ -7,8 +7,9 @@ is its slack: its remaining time budget minus what its remaining tokens need at 
 replica's decode pace. While every paying request has slack, steps take prompts as the
 engine's budget allows (full throughput); when the policy asks for it (`value`) and one is
 short of slack, cheap work (flex, batch) is held back, and if need be paused, for it. A
-request that misses even at the paying work's own pace is not paced for: holding work
-back would cost throughput and save no one.
+request that misses even at the paying work's own pace, or whose first token came late
+(it is billed as standard), is not paced for: holding work back would cost throughput and
+save no one. A pause is made only when it pays: see `Pacer._pause_cheap`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tokenfactory.perf.model import Batch
-from tokenfactory.sched.policies import tpot_slack_s
+from tokenfactory.sched.policies import at_stake, tpot_slack_s
 
 if TYPE_CHECKING:
     from tokenfactory.sim.replica import Replica, Seq
 
-PACE_PREEMPTIONS = 8  # cheap decoders paused at most per step to bring it inside the cap
+PACE_PREEMPTIONS = 8  # cheap decoders paused at most per step; a step needing more gets none
 MIN_PACED_CHUNK = 512  # prompt tokens a paced step still takes, so new requests start
 PACED_PREFILL_SHARE = 0.25  # of a paced step kept for paying prompts while they wait
 # The pacer aims a request's mean TPOT at this share of its objective (steps are planned
@@ -61,7 +62,8 @@ class Pacer:
         """This step's cap (None: no pacing); pauses cheap decoders to get inside it."""
         r = self.replica
         paying_step = self._decode_step(len(self.paying))
-        self.cap = cap = r.policy.step_cap(self._slack(paying_step))
+        slacks = self._slacks(paying_step)
+        self.cap = cap = r.policy.step_cap(min(slacks.values(), default=None))
         if cap is None:
             return None
         # Paying prompts waiting or in prefill need a share of the step, not just decoders.
@@ -71,39 +73,83 @@ class Pacer:
         target = cap * (1 - PACED_PREFILL_SHARE) if paying else cap
         if paying_step > target:
             return cap  # pausing cheap decoders could not make that room: don't churn
-        for _ in range(PACE_PREEMPTIONS):
-            if self._decode_step(len(r.decoding)) <= target:
-                break
-            cheap = [s for s in r.decoding.values() if s.job.tier.preemptible]
-            if not cheap:
-                break
-            r.preempt(min(cheap, key=lambda s: (s.job.density, -s.req.arrival_s)))
+        # Each request's own share of the target: the tightest one's is the target itself.
+        self._pause_cheap(target, {i: slack * target / cap for i, slack in slacks.items()})
         return cap
 
-    def _slack(self, paying_step: float) -> float | None:
-        """The smallest slack of the paced decoders that can still meet their objective."""
+    def _pause_cheap(self, target: float, slacks: dict[int, float]) -> None:
+        """Pause the least dense cheap decoders that bring the decode step inside `target`,
+        if few enough do and the premiums at stake outweigh what the pauses cost.
+
+        Each pause shortens every later step by one sequence's share (well under a
+        millisecond), and the paused context is recomputed when it resumes, a prefill of
+        thousands of tokens that the paced requests still running share a step with. So
+        the premium of a paced request that this step leaves behind (`slacks` below the
+        step) counts only if the shorter steps, over the tokens it has left, save it more
+        than the victims' recompute takes; the sum is weighed against the pauses' cost
+        by the policy (`worth_pausing`). A pause that cannot bring the step inside the
+        target, or that costs more than it saves, is not made.
+        """
+        r = self.replica
+        n = len(r.decoding)
+        step = self._decode_step(n)
+        if step <= target:
+            return
+        cheap = sorted(
+            (s for s in r.decoding.values() if s.job.tier.preemptible),
+            key=lambda s: (s.job.density, -s.req.arrival_s),
+        )
+        need = next(
+            (
+                k
+                for k in range(1, min(PACE_PREEMPTIONS, len(cheap)) + 1)
+                if self._decode_step(n - k) <= target
+            ),
+            None,
+        )
+        if need is None:
+            return
+        victims = cheap[:need]
+        # A request gains the shorter step on each token it has left, and loses the time
+        # the victims' contexts take to recompute when they resume beside it.
+        saved = step - self._decode_step(n - need)
+        resume = sum(r.perf.work_s(v.ctx0 + r.clock - v.d0, 0, 0) for v in victims)
+        stake = sum(
+            at_stake(self.paced[i].job)
+            for i, slack in slacks.items()
+            if slack < step and saved * self._left(self.paced[i]) > resume
+        )
+        if r.policy.worth_pausing(stake, [s.job for s in victims]):
+            for seq in victims:
+                r.preempt(seq)
+
+    def _left(self, seq: Seq) -> int:
+        """Tokens a decoding sequence has still to generate."""
+        return seq.target - (seq.gen + self.replica.clock - seq.d0)
+
+    def _slacks(self, paying_step: float) -> dict[int, float]:
+        """The slack of each paced decoder that can still meet its objective, by job id."""
         r = self.replica
         now, clock = r.env.now, r.clock
-        tightest: float | None = None
+        out: dict[int, float] = {}
         for seq in self.paced.values():
             if seq.first_token_s is None or seq.job.id not in r.decoding:
                 continue  # still in prefill: its TPOT clock has not started
+            if seq.first_token_s > seq.job.deadline_s:
+                continue  # its first token came late: billed as standard whatever its pace
             tpot = seq.job.tier.tpot_s
             assert tpot is not None
             generated = seq.gen + clock - seq.d0
             if generated >= seq.target:
-                continue
-            aim, pace = PACE_AIM * tpot, PACE_PACE * tpot
-            slack = tpot_slack_s(aim, seq.first_token_s, generated, seq.target, now, pace)
-            if tightest is not None and slack >= tightest:
                 continue
             # Lost even if every later step were the paying work's alone: not paced for.
             if tpot_slack_s(tpot, seq.first_token_s, generated, seq.target, now, paying_step) < (
                 paying_step
             ):
                 continue
-            tightest = slack
-        return tightest
+            aim, pace = PACE_AIM * tpot, PACE_PACE * tpot
+            out[seq.job.id] = tpot_slack_s(aim, seq.first_token_s, generated, seq.target, now, pace)
+        return out
 
     def budget(self, cap: float) -> int:
         """Prompt tokens a step may add and stay inside `cap` (at least a small chunk)."""

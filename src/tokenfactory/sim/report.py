@@ -27,6 +27,12 @@ class Economics:
     busy_kw: float  # grid kW of the whole fleet when fully busy
     provisioned_kw: float  # all-in kW of the fleet (tokens per MW divides by this)
 
+    def replica_cost_per_s(self, replicas: int) -> float:
+        """What a second of one busy replica's time costs: its share of the fixed cost
+        and of the fleet's power when busy (a saturated fleet given one more replica
+        second of work ends 1 / replicas of a second later)."""
+        return (self.cost_per_s_fixed + self.busy_kw * self.energy_cost_per_kwh / 3600) / replicas
+
 
 def _stats(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:

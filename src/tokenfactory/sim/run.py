@@ -60,6 +60,7 @@ def start(setup: Setup) -> tuple[Environment, Fleet]:
         setup.prices,
         POLICIES[setup.policy],
         setup.router,
+        setup.economics.replica_cost_per_s(setup.replicas),
     )
     fleet.start()
     return env, fleet
