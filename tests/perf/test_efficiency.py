@@ -17,7 +17,15 @@ def test_written_parameters_read_back_and_other_engines_keep_theirs(tmp_path: Pa
     path = tmp_path / "efficiency.toml"
     shutil.copy(efficiency_path(), path)
     before = load_efficiencies(path)
-    fitted = Efficiency(0.55, 0.9, 2.5e-4, 6.0e-6, fp4_compute=0.375, attention_compute=0.3)
+    fitted = Efficiency(
+        0.55,
+        0.9,
+        2.5e-4,
+        6.0e-6,
+        fp4_compute=0.375,
+        attention_compute=0.3,
+        dispatch_bytes=42.5,
+    )
     write_efficiency(path, "trtllm", fitted, "test fit")
     after = load_efficiencies(path)
     assert after["trtllm"] == fitted
@@ -29,6 +37,7 @@ def test_written_parameters_read_back_and_other_engines_keep_theirs(tmp_path: Pa
     write_efficiency(path, "trtllm", Efficiency(0.55, 0.9, 2.5e-4, 6.0e-6), "test fit")
     plain = efficiency_for("trtllm", path)
     assert plain.fp4_compute is None and plain.compute_at("fp4") == 0.55
+    assert plain.dispatch_bytes == 0.0  # and MoE tokens cost only their FLOPs
 
 
 def test_built_in_fp4_fraction_is_below_the_common_one() -> None:

@@ -256,3 +256,31 @@ def test_attention_math_runs_at_its_own_fraction_of_the_bf16_peak(catalog: Catal
     assert PerfModel(Deployment(m, gpu, "fp8"), slow).step_time(reads) == fast_model.step_time(
         reads
     )
+
+
+@pytest.mark.parametrize(("model", "tp"), [("qwen3-30b-a3b", 1), ("qwen3-235b-a22b", 8)])
+def test_each_routed_token_pays_the_dispatch_cost_shared_by_the_gpus(
+    catalog: Catalog, model: str, tp: int
+) -> None:
+    m, gpu = catalog.model(model), catalog.gpu("H200-SXM")
+    routed = dataclasses.replace(EFF, dispatch_bytes=40.0)
+    batch = prefill(2048)
+    without = PerfModel(Deployment(m, gpu, "fp8", tp), EFF)
+    with_cost = PerfModel(Deployment(m, gpu, "fp8", tp), routed)
+    # k copies of each token, hidden x 40 bytes each in every MoE layer, spread over tp GPUs.
+    bytes_per_token = m.layers * m.experts_active * m.hidden_size * 40.0 / tp
+    bandwidth = gpu.hbm_tb_s * 1e12 * EFF.memory
+    extra = with_cost.step_time(batch) - without.step_time(batch)
+    assert extra == pytest.approx(2048 * bytes_per_token / bandwidth, rel=1e-9)
+    assert with_cost.prefill_token_s() - without.prefill_token_s() == pytest.approx(
+        bytes_per_token / bandwidth, rel=1e-9
+    )
+
+
+def test_a_dense_model_pays_no_dispatch_cost(catalog: Catalog) -> None:
+    m, gpu = catalog.model("llama-3.1-8b"), catalog.gpu("H100-SXM")
+    routed = dataclasses.replace(EFF, dispatch_bytes=40.0)
+    for batch in (prefill(2048), decode(64, 64 * 1000.0)):
+        assert PerfModel(Deployment(m, gpu, "fp8"), routed).step_time(batch) == PerfModel(
+            Deployment(m, gpu, "fp8"), EFF
+        ).step_time(batch)

@@ -97,3 +97,23 @@ def test_fit_finds_a_slower_fp4_fraction_from_an_fp4_row(catalog: Catalog) -> No
     assert fitted.fp4_compute is not None and fitted.fp4_compute < 0.45
     for row in (fp8, fp4):
         assert abs(predict(row, fitted, catalog).errors()["output_tokens_per_s"]) < 0.05
+
+
+def test_fit_takes_the_dispatch_cost_from_moe_rows_and_the_rest_from_dense_ones(
+    catalog: Catalog,
+) -> None:
+    truth = dataclasses.replace(START, dispatch_bytes=60.0)
+    dense = dataclasses.replace(
+        SMALL, output_tokens_per_s=predict(SMALL, truth, catalog).output_tokens_per_s
+    )
+    moe_row = dataclasses.replace(SMALL, model="qwen3-30b-a3b")
+    moe = dataclasses.replace(
+        moe_row, output_tokens_per_s=predict(moe_row, truth, catalog).output_tokens_per_s
+    )
+    assert predict(moe_row, START, catalog).errors()["output_tokens_per_s"] > 0.2  # too fast
+    fitted = fit([dense, moe], START, catalog, 1, 30)
+    alone = fit([dense], START, catalog, 1, 30)
+    # The dense row alone fixes the shared parameters; the MoE row then only the dispatch cost.
+    assert dataclasses.replace(fitted, dispatch_bytes=0.0) == alone
+    assert fitted.dispatch_bytes == pytest.approx(60.0, rel=0.05)
+    assert abs(predict(moe, fitted, catalog).errors()["output_tokens_per_s"]) < 0.02

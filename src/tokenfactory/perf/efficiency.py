@@ -12,7 +12,7 @@ from tokenfactory.perf.model import Efficiency
 
 ENGINE_KINDS = ("vllm", "sglang", "trtllm", "llamacpp")
 _FIELDS = ("compute", "memory", "step_overhead_s", "seq_overhead_s")
-_OPTIONAL = ("fp4_compute", "attention_compute")  # absent: the same as compute
+_OPTIONAL = ("fp4_compute", "attention_compute", "dispatch_bytes")  # absent: the default
 
 
 def efficiency_path() -> Path:

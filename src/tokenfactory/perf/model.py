@@ -17,6 +17,14 @@ at bf16 whatever the weights' precision.
 GEMMs pay compute and weight streaming one after the other: timed on an H100, one
 layer's GEMMs at 128 to 2048 tokens take about the sum of the two, not their maximum
 (benchmarks/gpu/roofline.py).
+Mixture-of-experts layers cost more per token than their FLOPs say: every token is
+routed to k experts, and each routed copy is dispatched to its expert, multiplied in a
+grouped GEMM of many small, skinny expert GEMMs, and combined back. That cost is paid
+per routed token in proportion to the hidden size, on the memory side, at a fitted
+`dispatch_bytes` per hidden element (an effective figure: it folds the grouped GEMMs'
+lower efficiency into the traffic, so it is far above the bytes dispatch moves). The
+experts are spread over a replica's GPUs (expert parallel), so each GPU handles its
+share of the routed tokens.
 Everything is per GPU: a tensor-parallel replica shards weights, heads and KV over its
 GPUs.
 """
@@ -47,7 +55,8 @@ class Efficiency:
 
     compute is the achieved fraction of the dense peak by GEMMs at bf16 and fp8;
     fp4_compute that of the FP4 peak; attention_compute that of the bf16 peak by attention
-    math (None: the same as compute).
+    math (None: the same as compute). dispatch_bytes is what one routed token costs in
+    each MoE layer, as HBM bytes per hidden element (0: nothing beyond its FLOPs).
     """
 
     compute: float
@@ -56,6 +65,7 @@ class Efficiency:
     seq_overhead_s: float
     fp4_compute: float | None = None
     attention_compute: float | None = None
+    dispatch_bytes: float = 0.0
 
     @property
     def attention(self) -> float:
@@ -128,7 +138,9 @@ class PerfModel:
         self._dense_weight_s = (body * bpp + head * head_bpp) / tp / bandwidth
         self._expert_weight_s = experts * bpp / tp / bandwidth
         self._experts_active_share = m.experts_active / m.experts if m.is_moe else 0.0
-        self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops
+        self._linear_s_per_token = 2 * (active_params(m) - head) / tp / flops + _dispatch_s(
+            m, tp, bandwidth, eff.dispatch_bytes
+        )
         self._head_s_per_sample = 2 * head / tp / min(flops, bf16_flops)
         self._attn_s_per_pair, self._window = _attention_cost(m, tp, attention_flops)
         self._windowed_share = m.sliding_window_layers / m.layers
@@ -204,6 +216,18 @@ def _expert_params(m: Model) -> int:
     if not m.is_moe:
         return 0
     return (m.layers - m.dense_layers) * m.experts * 3 * m.hidden_size * m.moe_intermediate_size
+
+
+def _dispatch_s(m: Model, tp: int, bandwidth: float, bytes_per_element: float) -> float:
+    """Seconds per token of routing it through the MoE layers, on one GPU of the replica.
+
+    The k routed copies of a token each cost `bytes_per_element` x hidden in every MoE
+    layer. Expert parallel spreads the routed copies over the replica's GPUs.
+    """
+    if not m.is_moe:
+        return 0.0
+    routed = (m.layers - m.dense_layers) * m.experts_active * m.hidden_size
+    return routed * bytes_per_element / tp / bandwidth
 
 
 def _attention_cost(m: Model, tp: int, flops: float) -> tuple[float, int]:

@@ -23,6 +23,7 @@ def write_efficiency(path: Path, kind: str, eff: Efficiency, source: str) -> Non
             if eff.attention_compute is None
             else f"attention_compute = {eff.attention_compute:.4f}\n"
         )
+        + ("" if not eff.dispatch_bytes else f"dispatch_bytes = {eff.dispatch_bytes:.2f}\n")
         + f'source = "{source}"\n'
     )
     pattern = re.compile(rf"^\[engine\.{re.escape(kind)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)

@@ -2,16 +2,16 @@
 
 Every measurement is replayed in the simulator (same engine limits, arrivals and
 lengths); the fit moves the achieved fractions of peak compute, attention math and
-bandwidth (and of the FP4 peak, where a row runs FP4) and the fixed step costs, shared
-by every row of one engine kind, to minimise the squared log error of throughput. No
-constant per row.
+bandwidth (and of the FP4 peak, where a row runs FP4), the fixed step costs and, where a
+row runs a mixture-of-experts model, the MoE dispatch cost, shared by every row of one
+engine kind, to minimise the squared log error of throughput. No constant per row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 
 import numpy as np
@@ -127,17 +127,48 @@ def fit(
     iterations: int = 120,
     latency_weight: float = 0.0,
 ) -> Efficiency:
-    """The parameters that make the simulator agree best with the measurements."""
+    """The parameters that make the simulator agree best with the measurements.
 
-    # The FP4 fraction is fitted only where some measurement runs FP4.
+    With both dense and MoE rows, the shared fractions and overheads are fitted on the
+    dense rows first and the MoE dispatch cost on the MoE rows after: the one parameter
+    only MoE rows identify cannot then trade accuracy on dense models for MoE ones.
+    """
+    moe_rows = [m for m in measurements if catalog.model(m.model).is_moe]
+    dense_rows = [m for m in measurements if not catalog.model(m.model).is_moe]
+    if not moe_rows or not dense_rows:
+        return _fit(measurements, start, catalog, scale, iterations, latency_weight, bool(moe_rows))
+    shared = _fit(dense_rows, start, catalog, scale, iterations, latency_weight, False)
+
+    def with_dispatch(x: np.ndarray) -> Efficiency:
+        return replace(shared, dispatch_bytes=float(np.exp(x[0])))
+
+    def objective(x: np.ndarray) -> float:
+        eff = with_dispatch(x)
+        return loss([predict(m, eff, catalog, scale) for m in moe_rows], latency_weight)
+
+    x0 = np.log([shared.dispatch_bytes or DISPATCH_START])
+    return with_dispatch(_nelder_mead(objective, x0, iterations))
+
+
+def _fit(
+    measurements: Sequence[Measurement],
+    start: Efficiency,
+    catalog: Catalog,
+    scale: float,
+    iterations: int,
+    latency_weight: float,
+    moe: bool,
+) -> Efficiency:
+    """Fit every parameter the rows identify at once: the FP4 fraction only where some
+    row runs FP4, the MoE dispatch cost only where `moe`."""
     fp4 = any(m.precision == "fp4" for m in measurements)
 
     def objective(x: np.ndarray) -> float:
-        eff = _from_vector(x, start)
+        eff = _from_vector(x, start, fp4, moe)
         return loss([predict(m, eff, catalog, scale) for m in measurements], latency_weight)
 
-    best = _nelder_mead(objective, _to_vector(start, fp4), iterations)
-    return _from_vector(best, start)
+    best = _nelder_mead(objective, _to_vector(start, fp4, moe), iterations)
+    return _from_vector(best, start, fp4, moe)
 
 
 def report(
@@ -153,19 +184,33 @@ def report(
     return predictions, medians
 
 
-def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
+# Where a fit without a dispatch cost starts it (the log scale needs > 0): a few times the
+# bytes per hidden element that dispatch and combine move.
+DISPATCH_START = 20.0
+
+
+def _to_vector(e: Efficiency, fp4: bool, moe: bool) -> np.ndarray:
     values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s, e.attention]
     if fp4:
         values.append(e.compute_at("fp4"))
+    if moe:
+        values.append(e.dispatch_bytes or DISPATCH_START)
     return np.log(values)
 
 
-def _from_vector(x: np.ndarray, start: Efficiency) -> Efficiency:
-    """Parameters from the fit's vector; an FP4 fraction it does not hold stays as it was."""
-    v = [min(float(f), 1.0) for f in np.exp(x)]  # no fraction of peak exceeds 1
-    fp4 = v[5] if len(v) > 5 else start.fp4_compute
-    step, seq = (float(f) for f in np.exp(x[2:4]))
-    return Efficiency(v[0], v[1], step, seq, fp4, v[4])
+def _from_vector(x: np.ndarray, start: Efficiency, fp4: bool, moe: bool) -> Efficiency:
+    """Parameters from the fit's vector; those it does not hold stay as they were."""
+    v = [float(f) for f in np.exp(x)]
+    fractions = [min(f, 1.0) for f in v[:6]]  # no fraction of peak exceeds 1
+    return Efficiency(
+        compute=fractions[0],
+        memory=fractions[1],
+        step_overhead_s=v[2],
+        seq_overhead_s=v[3],
+        fp4_compute=fractions[5] if fp4 else start.fp4_compute,
+        attention_compute=fractions[4],
+        dispatch_bytes=v[-1] if moe else start.dispatch_bytes,
+    )
 
 
 def _nelder_mead(
