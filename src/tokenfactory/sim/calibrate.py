@@ -32,6 +32,7 @@ from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offlin
 INPUT_MEAN_OF_CAP = 0.3
 LENGTH_CV = 0.8
 OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
+HOST_START_S = 1e-4  # where the fit starts a host time that has no value yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         m.tensor_parallel,
         m.engine,
         memory_utilization=m.kv_memory,
+        overlap_scheduling=m.overlap_scheduling,
     )
     replicas = m.gpus // m.tensor_parallel
     inputs: Length
@@ -105,10 +107,9 @@ def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.
 def loss(predictions: Sequence[Prediction], latency_weight: float = 0.0) -> float:
     """Mean squared log error of throughput, plus latency figures at `latency_weight`.
 
-    Latency is left out of the fit by default: the only served-load row (MLPerf Server)
-    runs its engine slower per step than the offline row of the same system, at the edge
-    of its capacity, so fitting its latency saturates the simulated engine and drags every
-    throughput away (docs/performance-model.md).
+    A served-load row's latency identifies what throughput alone cannot: near saturation
+    the batch, and so TTFT and TPOT, follow the fixed part of a step (the host time of an
+    engine that does not overlap it), which an offline row barely sees.
     """
     terms: list[float] = []
     for p in predictions:
@@ -129,15 +130,17 @@ def fit(
 ) -> Efficiency:
     """The parameters that make the simulator agree best with the measurements."""
 
-    # The FP4 fraction is fitted only where some measurement runs FP4.
+    # The FP4 fraction is fitted only where some measurement runs FP4, the host time only
+    # where some engine did not overlap it (elsewhere it hides behind the GPU's).
     fp4 = any(m.precision == "fp4" for m in measurements)
+    host = any(not m.overlap_scheduling for m in measurements)
 
     def objective(x: np.ndarray) -> float:
-        eff = _from_vector(x, start)
+        eff = _from_vector(x, start, fp4)
         return loss([predict(m, eff, catalog, scale) for m in measurements], latency_weight)
 
-    best = _nelder_mead(objective, _to_vector(start, fp4), iterations)
-    return _from_vector(best, start)
+    best = _nelder_mead(objective, _to_vector(start, fp4, host), iterations)
+    return _from_vector(best, start, fp4)
 
 
 def report(
@@ -153,19 +156,31 @@ def report(
     return predictions, medians
 
 
-def _to_vector(e: Efficiency, fp4: bool) -> np.ndarray:
+def _to_vector(e: Efficiency, fp4: bool, host: bool) -> np.ndarray:
     values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s, e.attention]
     if fp4:
         values.append(e.compute_at("fp4"))
+    if host:  # the log-space fit starts a host time it has never fitted from a small one
+        values += [max(e.host_step_s, HOST_START_S), max(e.eager_allreduce_s, HOST_START_S)]
     return np.log(values)
 
 
-def _from_vector(x: np.ndarray, start: Efficiency) -> Efficiency:
-    """Parameters from the fit's vector; an FP4 fraction it does not hold stays as it was."""
-    v = [min(float(f), 1.0) for f in np.exp(x)]  # no fraction of peak exceeds 1
-    fp4 = v[5] if len(v) > 5 else start.fp4_compute
+def _from_vector(x: np.ndarray, start: Efficiency, fp4: bool) -> Efficiency:
+    """Parameters from the fit's vector; what it does not hold stays as it was."""
+    v = [min(float(f), 1.0) for f in np.exp(x[:6])]  # no fraction of peak exceeds 1
     step, seq = (float(f) for f in np.exp(x[2:4]))
-    return Efficiency(v[0], v[1], step, seq, fp4, v[4])
+    rest = [float(f) for f in np.exp(x[6 if fp4 else 5 :])]
+    host_step, eager_allreduce = rest or [start.host_step_s, start.eager_allreduce_s]
+    return Efficiency(
+        v[0],
+        v[1],
+        step,
+        seq,
+        v[5] if fp4 else start.fp4_compute,
+        v[4],
+        host_step,
+        eager_allreduce,
+    )
 
 
 def _nelder_mead(
