@@ -219,9 +219,7 @@ def calibrate(
         raise BadInput(f"no measurements of engine {engine!r}", param="--engine")
     eff = efficiency_for(engine)
     if not report:
-        # A bench run's latency is the user's own engine's: fit it too (see sim/calibrate).
-        weight = 1.0 if from_run is not None else 0.0
-        eff = fit_efficiency(rows, eff, cat, iterations=iterations, latency_weight=weight)
+        eff = fit_efficiency(rows, eff, cat, iterations=iterations, latency_weight=1.0)
         source = f"fitted by tokenfactory calibrate on {len(rows)} measurements"
         if from_run is not None:
             source = f"fitted by tokenfactory calibrate --from {from_run}"

@@ -142,8 +142,8 @@ def test_the_documented_example_loads_with_every_key(catalog: Catalog) -> None:
     assert s.workload.agents is not None and s.workload.agents.tier == "flex"
     assert [m.tier for m in s.workload.mix] == ["realtime", "standard", "batch"]
     assert s.prices.cached_input == Decimal("0.25")
-    assert loaded.where("workload.mix[2]", "share") == f"{DATA / 'example.toml'}:42"
-    assert loaded.where("tiers.realtime", "price_ratio").endswith("example.toml:84")
+    assert loaded.where("workload.mix[2]", "share") == f"{DATA / 'example.toml'}:43"
+    assert loaded.where("tiers.realtime", "price_ratio").endswith("example.toml:85")
 
 
 def test_defaults_fill_what_is_not_written(catalog: Catalog) -> None:

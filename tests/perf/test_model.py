@@ -284,3 +284,32 @@ def test_a_dense_model_pays_no_dispatch_cost(catalog: Catalog) -> None:
         assert PerfModel(Deployment(m, gpu, "fp8"), routed).step_time(batch) == PerfModel(
             Deployment(m, gpu, "fp8"), EFF
         ).step_time(batch)
+
+
+def test_host_time_hides_behind_the_gpu_only_where_the_engine_overlaps_it(
+    catalog: Catalog,
+) -> None:
+    host = dataclasses.replace(EFF, host_step_s=0.02, eager_allreduce_s=1e-4)
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("H100-SXM")
+
+    def step(b: Batch, overlap: bool, tp: int = 1) -> float:
+        d = Deployment(m, g, "bf16", tensor_parallel=tp, overlap_scheduling=overlap)
+        return PerfModel(d, host).step_time(b)
+
+    gpu = model_on(catalog, "llama-3.1-8b", precision="bf16")
+    big, small = prefill(8192), decode(1, 100)
+    assert gpu.step_time(big) > 0.02 > gpu.step_time(small)
+    # Overlapped: a long GPU step hides the host's work, a short one waits for it.
+    assert step(big, overlap=True) == gpu.step_time(big)
+    assert step(small, overlap=True) == 0.02
+    # Not overlapped: the GPU idles while the host works, however long the step.
+    assert step(big, overlap=False) == pytest.approx(gpu.step_time(big) + 0.02, rel=1e-12)
+    assert step(small, overlap=False) == pytest.approx(gpu.step_time(small) + 0.02, rel=1e-12)
+    # Tensor parallel without overlap (nor CUDA graphs): each of a step's two all-reduces
+    # per layer loses its own part; an overlapping engine's graphs lose none.
+    two = model_on(catalog, "llama-3.1-8b", precision="bf16", tensor_parallel=2)
+    eager = 0.02 + 2 * m.layers * 1e-4
+    assert step(small, overlap=False, tp=2) == pytest.approx(
+        two.step_time(small) + eager, rel=1e-12
+    )
+    assert step(small, overlap=True, tp=2) == 0.02

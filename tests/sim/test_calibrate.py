@@ -75,6 +75,22 @@ def test_a_rows_kv_share_sizes_the_engines_cache(catalog: Catalog) -> None:
     )
 
 
+def test_a_rows_engine_overlaps_its_host_work_unless_the_row_says_not(catalog: Catalog) -> None:
+    assert setup_for(ORCA, START, catalog).deployment.overlap_scheduling
+    eager = dataclasses.replace(ORCA, overlap_scheduling=False)
+    assert not setup_for(eager, START, catalog).deployment.overlap_scheduling
+
+
+def test_fit_moves_host_time_only_where_some_row_did_not_overlap_it(catalog: Catalog) -> None:
+    start = dataclasses.replace(START, host_step_s=0.005, eager_allreduce_s=1e-4)
+    measured = predict(SMALL, START, catalog).output_tokens_per_s * 0.8
+    row = dataclasses.replace(SMALL, output_tokens_per_s=measured)
+    overlapped = fit([row], start, catalog, 1, 4)
+    assert (overlapped.host_step_s, overlapped.eager_allreduce_s) == (0.005, 1e-4)
+    eager = fit([dataclasses.replace(row, overlap_scheduling=False)], start, catalog, 1, 4)
+    assert eager.host_step_s != 0.005
+
+
 def test_fit_leaves_the_fp4_fraction_alone_when_no_row_runs_fp4(catalog: Catalog) -> None:
     start = dataclasses.replace(START, fp4_compute=0.42)
     measured = predict(SMALL, START, catalog).output_tokens_per_s * 0.8

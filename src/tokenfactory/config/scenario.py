@@ -54,6 +54,9 @@ class EngineSpec(Table):
     block_size: int | None = Field(default=None, gt=0)
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)  # engine's default
     kv_precision: Precision | None = None
+    # False: the engine runs its host work between GPU steps (TensorRT-LLM before its
+    # overlap scheduler); vLLM V1, SGLang and TensorRT-LLM 1.0 overlap it.
+    overlap_scheduling: bool = True
 
 
 class MixShare(Table):

@@ -12,7 +12,15 @@ from tokenfactory.perf.model import Efficiency
 
 ENGINE_KINDS = ("vllm", "sglang", "trtllm", "llamacpp")
 _FIELDS = ("compute", "memory", "step_overhead_s", "seq_overhead_s")
-_OPTIONAL = ("fp4_compute", "attention_compute", "dispatch_bytes")  # absent: the default
+# absent: the same as compute (fractions), or none (host time an engine does not overlap,
+# MoE dispatch cost)
+_OPTIONAL = (
+    "fp4_compute",
+    "attention_compute",
+    "host_step_s",
+    "eager_allreduce_s",
+    "dispatch_bytes",
+)
 
 
 def efficiency_path() -> Path:

@@ -41,6 +41,7 @@ class Measurement:
     kv_memory: float | None = None  # the engine's KV share of memory, where it was not the default
     ttft_ms_mean: float | None = None
     tpot_ms_mean: float | None = None
+    overlap_scheduling: bool = True  # False: the engine ran its host work between GPU steps
 
     @property
     def label(self) -> str:
@@ -103,6 +104,7 @@ def _measurement(i: int, row: dict[str, Any], where: Path) -> Measurement:
             kv_memory=row.get("kv_memory"),
             ttft_ms_mean=row.get("ttft_ms_mean"),
             tpot_ms_mean=row.get("tpot_ms_mean"),
+            overlap_scheduling=bool(row.get("overlap_scheduling", True)),
         )
     except KeyError as e:
         raise ConfigError(f"{where}: measurement {i}: missing key {e.args[0]!r}") from None

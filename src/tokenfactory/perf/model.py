@@ -7,7 +7,11 @@ class), and the step pays both classes in sequence:
     step = linear FLOPs / F + weight bytes / B             dense and expert GEMMs
          + max(attention FLOPs / F, KV bytes / B)          attention over the context
          + 2 x layers x all-reduce(tokens x hidden)        tensor parallel, if any
-         + overhead                                        launch, schedule, sample
+         + overhead                                        per step and per sequence
+
+and the host's work between steps (scheduling, responses) runs alongside: an engine
+that overlaps it with the GPU (`overlap_scheduling`) takes max(step, host); one that does
+not takes step + host, plus what its all-reduces lose to kernels launched one by one.
 
 F and B are the GPU's dense peak FLOPs and HBM bandwidth times fitted achieved
 fractions (`Efficiency`), per engine kind; FP4 GEMMs have their own fraction of the FP4
@@ -66,6 +70,13 @@ class Efficiency:
     fp4_compute: float | None = None
     attention_compute: float | None = None
     dispatch_bytes: float = 0.0
+    # Host time per step (scheduling, sampling bookkeeping, responses), which an engine that
+    # overlaps it with the GPU hides; and the time each all-reduce of a tensor-parallel step
+    # loses when kernels are launched one by one, without CUDA graphs: the ranks' launch
+    # queues drift apart and every collective waits for the last rank. Engines that overlap
+    # their host work also capture their steps in CUDA graphs, so only the others pay it.
+    host_step_s: float = 0.0
+    eager_allreduce_s: float = 0.0
 
     @property
     def attention(self) -> float:
@@ -90,6 +101,7 @@ class Deployment:
     kv_precision: Precision | None = None
     memory_utilization: float = 0.9
     memory_of: Literal["total", "free"] = "total"  # vLLM's share of all HBM; TRT-LLM's of free
+    overlap_scheduling: bool = True  # host work of step n+1 runs while the GPU runs step n
 
     @property
     def kv_bytes_per_element(self) -> float:
@@ -154,6 +166,8 @@ class PerfModel:
             0.0 if tp == 1 else 2 * 2 * (tp - 1) / tp * m.hidden_size * ACTIVATION_BYTES / link
         )
         self._allreduce_fixed_s = 0.0 if tp == 1 else 2 * m.layers * ALLREDUCE_LATENCY_S
+        self._host_s = eff.host_step_s
+        self._eager_s = (0 if tp == 1 else 2 * m.layers) * eff.eager_allreduce_s
         self._layers = m.layers
         tables = embedding_params(m)  # input embedding and head: neither is quantised
         self.weight_bytes_per_gpu = ((total_params(m) - tables) * bpp + tables * head_bpp) / tp
@@ -183,7 +197,10 @@ class PerfModel:
         kv_s = (b.prefill_context + b.decode_context + tokens) * self._kv_s_per_token
         comm_s = self._allreduce_fixed_s + tokens * self._allreduce_s_per_token * self._layers
         overhead_s = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (b.sampled)
-        return linear_s + weight_s + max(attn_s, kv_s) + comm_s + overhead_s
+        gpu_s = linear_s + weight_s + max(attn_s, kv_s) + comm_s + overhead_s
+        if self.deployment.overlap_scheduling:
+            return max(gpu_s, self._host_s)
+        return gpu_s + self._host_s + self._eager_s
 
     def prefill_token_s(self) -> float:
         """Marginal seconds one more prompt token adds to a step (compute bound)."""
@@ -258,6 +275,7 @@ def deployment(
     engine: str,
     kv_precision: Precision | None = None,
     memory_utilization: float | None = None,
+    overlap_scheduling: bool = True,
 ) -> Deployment:
     """A deployment with the engine kind's memory split from the catalog."""
     kind = catalog.engine(engine)
@@ -269,4 +287,5 @@ def deployment(
         kv_precision,
         memory_utilization if memory_utilization is not None else kind.kv_memory,
         kind.kv_memory_of,
+        overlap_scheduling,
     )

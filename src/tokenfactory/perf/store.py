@@ -24,6 +24,14 @@ def write_efficiency(path: Path, kind: str, eff: Efficiency, source: str) -> Non
             else f"attention_compute = {eff.attention_compute:.4f}\n"
         )
         + ("" if not eff.dispatch_bytes else f"dispatch_bytes = {eff.dispatch_bytes:.2f}\n")
+        + "".join(
+            f"{name} = {value:.3e}\n"
+            for name, value in (
+                ("host_step_s", eff.host_step_s),
+                ("eager_allreduce_s", eff.eager_allreduce_s),
+            )
+            if value
+        )
         + f'source = "{source}"\n'
     )
     pattern = re.compile(rf"^\[engine\.{re.escape(kind)}\]\n(?:(?!\[).*\n?)*", re.MULTILINE)

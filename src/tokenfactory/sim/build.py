@@ -53,6 +53,7 @@ def build(
         s.engine.kind,
         s.kv_precision,
         s.engine.gpu_memory_utilization,
+        s.engine.overlap_scheduling,
     )
     efficiency = efficiency_for(s.engine.kind)
     perf = PerfModel(deployment, efficiency)

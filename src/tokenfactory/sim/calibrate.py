@@ -32,6 +32,7 @@ from tokenfactory.workload import Fixed, Ids, Length, LogNormal, TierMix, offlin
 INPUT_MEAN_OF_CAP = 0.3
 LENGTH_CV = 0.8
 OFFLINE_WAVES = 5  # offline rows without a request count run this many full batches
+HOST_START_S = 1e-4  # where the fit starts a host time that has no value yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def setup_for(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 
         m.tensor_parallel,
         m.engine,
         memory_utilization=m.kv_memory,
+        overlap_scheduling=m.overlap_scheduling,
     )
     replicas = m.gpus // m.tensor_parallel
     inputs: Length
@@ -105,10 +107,9 @@ def predict(m: Measurement, eff: Efficiency, catalog: Catalog, scale: float = 1.
 def loss(predictions: Sequence[Prediction], latency_weight: float = 0.0) -> float:
     """Mean squared log error of throughput, plus latency figures at `latency_weight`.
 
-    Latency is left out of the fit by default: the only served-load row (MLPerf Server)
-    runs its engine slower per step than the offline row of the same system, at the edge
-    of its capacity, so fitting its latency saturates the simulated engine and drags every
-    throughput away (docs/performance-model.md).
+    A served-load row's latency identifies what throughput alone cannot: near saturation
+    the batch, and so TTFT and TPOT, follow the fixed part of a step (the host time of an
+    engine that does not overlap it), which an offline row barely sees.
     """
     terms: list[float] = []
     for p in predictions:
@@ -160,15 +161,17 @@ def _fit(
     moe: bool,
 ) -> Efficiency:
     """Fit every parameter the rows identify at once: the FP4 fraction only where some
-    row runs FP4, the MoE dispatch cost only where `moe`."""
+    row runs FP4, the host time only where some engine did not overlap it (elsewhere it
+    hides behind the GPU's), the MoE dispatch cost only where `moe`."""
     fp4 = any(m.precision == "fp4" for m in measurements)
+    host = any(not m.overlap_scheduling for m in measurements)
 
     def objective(x: np.ndarray) -> float:
-        eff = _from_vector(x, start, fp4, moe)
+        eff = _from_vector(x, start, fp4, host, moe)
         return loss([predict(m, eff, catalog, scale) for m in measurements], latency_weight)
 
-    best = _nelder_mead(objective, _to_vector(start, fp4, moe), iterations)
-    return _from_vector(best, start, fp4, moe)
+    best = _nelder_mead(objective, _to_vector(start, fp4, host, moe), iterations)
+    return _from_vector(best, start, fp4, host, moe)
 
 
 def report(
@@ -189,27 +192,35 @@ def report(
 DISPATCH_START = 20.0
 
 
-def _to_vector(e: Efficiency, fp4: bool, moe: bool) -> np.ndarray:
+def _to_vector(e: Efficiency, fp4: bool, host: bool, moe: bool) -> np.ndarray:
     values = [e.compute, e.memory, e.step_overhead_s, e.seq_overhead_s, e.attention]
     if fp4:
         values.append(e.compute_at("fp4"))
+    if host:  # the log-space fit starts a host time it has never fitted from a small one
+        values += [max(e.host_step_s, HOST_START_S), max(e.eager_allreduce_s, HOST_START_S)]
     if moe:
         values.append(e.dispatch_bytes or DISPATCH_START)
     return np.log(values)
 
 
-def _from_vector(x: np.ndarray, start: Efficiency, fp4: bool, moe: bool) -> Efficiency:
-    """Parameters from the fit's vector; those it does not hold stay as they were."""
-    v = [float(f) for f in np.exp(x)]
-    fractions = [min(f, 1.0) for f in v[:6]]  # no fraction of peak exceeds 1
+def _from_vector(x: np.ndarray, start: Efficiency, fp4: bool, host: bool, moe: bool) -> Efficiency:
+    """Parameters from the fit's vector, in `_to_vector`'s order; what it does not hold
+    stays as it was."""
+    v = iter(float(f) for f in np.exp(x))
+    compute, memory = min(next(v), 1.0), min(next(v), 1.0)  # no fraction of peak exceeds 1
+    step, seq, attention = next(v), next(v), min(next(v), 1.0)
+    fp4_compute = min(next(v), 1.0) if fp4 else start.fp4_compute
+    host_step, eager = (next(v), next(v)) if host else (start.host_step_s, start.eager_allreduce_s)
     return Efficiency(
-        compute=fractions[0],
-        memory=fractions[1],
-        step_overhead_s=v[2],
-        seq_overhead_s=v[3],
-        fp4_compute=fractions[5] if fp4 else start.fp4_compute,
-        attention_compute=fractions[4],
-        dispatch_bytes=v[-1] if moe else start.dispatch_bytes,
+        compute=compute,
+        memory=memory,
+        step_overhead_s=step,
+        seq_overhead_s=seq,
+        fp4_compute=fp4_compute,
+        attention_compute=attention,
+        dispatch_bytes=next(v) if moe else start.dispatch_bytes,
+        host_step_s=host_step,
+        eager_allreduce_s=eager,
     )
 
 
