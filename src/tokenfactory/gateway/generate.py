@@ -109,7 +109,7 @@ class Generator:
         )
         if reserve:
             opening = self._journal_event(Result(), time.monotonic(), ticket, 0)
-            if not await anyio.to_thread.run_sync(self.journal.book.open, opening, reserve):
+            if not await self.journal.open(opening, reserve):
                 self.metrics.refused.labels("budget").inc()
                 raise QuotaExceeded("the key's budget is spent; raise it or use another key")
             ticket.journalled = True
@@ -214,7 +214,7 @@ class Generator:
     async def _refund(self, t: _Ticket) -> None:
         """Give back a budget reservation for a request refused before it ran."""
         if t.journalled:
-            await anyio.to_thread.run_sync(self.journal.book.withdraw, t.request_id, t.key.id)
+            await self.journal.withdraw(t.request_id, t.key.id)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
@@ -349,11 +349,9 @@ class Generator:
             cost=floor.costs.get(r.replica),
             started_at=t.started_at,
         )
-        # The event, the settling of the reservation and the journal row's end: one
-        # transaction, once.
-        await anyio.to_thread.run_sync(
-            lambda: self.journal.book.close(event, t.reserve, journalled=t.journalled)
-        )
+        # The event, the settling of the reservation and the journal row's end: at once,
+        # in the journal's next round; answered only once it is committed.
+        await self.journal.close(event, t.reserve, journalled=t.journalled)
         self.observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
         return billed_name, usage

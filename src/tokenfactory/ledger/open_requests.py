@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, or_, select
 
 from tokenfactory.ledger.books import Ledger
 from tokenfactory.ledger.gateways import forget_dead, live_names
@@ -40,6 +39,44 @@ class OpenRequest:
     owner: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Reserve budget and open the request's row; done: whether the budget covered it."""
+
+    event: UsageEvent
+    reserve_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Make this the row's event, opening the row if it is not there yet."""
+
+    event: UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Write the final event, settle the reservation, drop the row; done: whether it was
+    new (False: the request id was already billed)."""
+
+    event: UsageEvent
+    reserve_micros: int
+    journalled: bool  # whether it may have a row to drop
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """A request refused before it ran: drop its row, give back what it reserved."""
+
+    request_id: str
+    key_id: int
+
+
+Op = Open | Advance | Close | Withdraw
+# What an op came to: its answer (Open and Close), None, or the error that failed it.
+Done = bool | None | Exception
+
+
 class OpenRequests:
     """The open requests of one ledger, as the gateway `owner` opens and bills them."""
 
@@ -47,65 +84,100 @@ class OpenRequests:
         self.ledger = ledger
         self.owner = owner
 
+    def apply(self, ops: Sequence[Op]) -> list[Done]:
+        """Run the ops in order in one transaction; what each came to, in order.
+
+        Each sees the ones before it (a budget check counts what an earlier op reserved or
+        settled). Should the transaction fail, each op runs again alone in its own, so that
+        one bad op fails only itself.
+        """
+        try:
+            with self.ledger._transaction() as connection:
+                return self._run(connection, ops)
+        except Exception as e:
+            if len(ops) == 1:
+                return [e]
+        return [self._alone(op) for op in ops]
+
+    def _alone(self, op: Op) -> Done:
+        try:
+            with self.ledger._transaction() as connection:
+                return self._run(connection, [op])[0]
+        except Exception as e:
+            return e
+
+    def _run(self, connection: Connection, ops: Sequence[Op]) -> list[Done]:
+        done: list[Done] = []
+        now = utcnow()
+        renewals: list[UsageEvent] = []  # consecutive advances: one statement, many rows
+        for op in ops:
+            if isinstance(op, Advance):
+                renewals.append(op.event)
+                done.append(None)
+                continue
+            self._advance(connection, renewals, now)  # before what follows them: in order
+            renewals = []
+            done.append(self._one(connection, op, now))
+        self._advance(connection, renewals, now)
+        return done
+
+    def _advance(self, connection: Connection, events: list[UsageEvent], now: datetime) -> None:
+        if events:
+            rows = [self._row(e, 0, now) for e in events]
+            connection.execute(self.ledger._sql.advance, rows)
+
+    def _one(self, connection: Connection, op: Open | Close | Withdraw, now: datetime) -> Done:
+        ledger = self.ledger
+        if isinstance(op, Open):
+            if not ledger._charge(connection, op.event.key_id, op.reserve_micros):
+                return False
+            connection.execute(ledger._sql.open_row, self._row(op.event, op.reserve_micros, now))
+            return True
+        if isinstance(op, Close):
+            if op.journalled:
+                _drop(ledger, connection, op.event.request_id)
+            return ledger._record(connection, op.event, True, op.reserve_micros)
+        held = _drop(ledger, connection, op.request_id)
+        if held:
+            ledger._spend(connection, op.key_id, -held)
+        return None
+
+    def _row(self, event: UsageEvent, reserve_micros: int, now: datetime) -> dict[str, Any]:
+        return {
+            "request_id": event.request_id,
+            "key_id": event.key_id,
+            "reserved_micros": reserve_micros,
+            "event": dump_event(event),
+            "opened_at": now,
+            "updated_at": now,
+            "owner": self.owner,
+        }
+
     def open(self, event: UsageEvent, reserve_micros: int) -> bool:
         """Reserve budget and open the request's row at once; False (nothing written) when
         the key's budget cannot cover the reservation."""
-        with self.ledger._write() as session:
-            if not self.ledger._charge(session, event.key_id, reserve_micros):
-                return False
-            now = utcnow()
-            session.add(
-                OpenRequestRow(
-                    request_id=event.request_id,
-                    key_id=event.key_id,
-                    reserved_micros=reserve_micros,
-                    event=dump_event(event),
-                    opened_at=now,
-                    updated_at=now,
-                    owner=self.owner,
-                )
-            )
-        return True
+        return self._done(Open(event, reserve_micros)) is True
 
     def advance(self, events: Sequence[UsageEvent]) -> None:
         """Make these the rows' events, opening rows not there yet, in one transaction."""
         if not events:
             return
-        now = utcnow()
-        rows = [
-            {
-                "request_id": e.request_id,
-                "key_id": e.key_id,
-                "reserved_micros": 0,
-                "event": dump_event(e),
-                "opened_at": now,
-                "updated_at": now,
-                "owner": self.owner,
-            }
-            for e in events
-        ]
-        insert = self.ledger._insert(OpenRequestRow)
-        upsert = insert.on_conflict_do_update(
-            index_elements=["request_id"],
-            set_={"event": insert.excluded.event, "updated_at": insert.excluded.updated_at},
-        )
-        with self.ledger._write() as session:
-            session.execute(upsert, rows)
+        with self.ledger._transaction() as connection:
+            self._advance(connection, list(events), utcnow())
 
     def close(self, event: UsageEvent, reserve_micros: int, *, journalled: bool) -> bool:
         """Write the final event, settle the reservation and drop the row, at once; False
         when the request id was already billed (nothing changes then)."""
-        with self.ledger._write() as session:
-            if journalled:
-                _drop(session, event.request_id)
-            return self.ledger._record(session, event, True, reserve_micros)
+        return self._done(Close(event, reserve_micros, journalled)) is True
 
     def withdraw(self, request_id: str, key_id: int) -> None:
         """A request refused before it ran: drop its row and give back what it reserved."""
-        with self.ledger._write() as session:
-            held = _drop(session, request_id)
-            if held:
-                self.ledger._spend(session, key_id, -held)
+        self._done(Withdraw(request_id, key_id))
+
+    def _done(self, op: Op) -> Done:
+        """One op in its own transaction; its answer, or its error raised."""
+        with self.ledger._transaction() as connection:
+            return self._run(connection, [op])[0]
 
     def running(self) -> list[OpenRequest]:
         """Every open row, oldest first."""
@@ -135,20 +207,17 @@ class OpenRequests:
             query = select(OpenRequestRow).where(orphaned)
             rows = list(session.scalars(query.with_for_update(skip_locked=True)))
             for row in rows:
-                self.ledger._record(session, load_event(row.event), True, row.reserved_micros)
+                event = load_event(row.event)
+                self.ledger._record(session.connection(), event, True, row.reserved_micros)
                 session.delete(row)
             forget_dead(session, now)
         return len(rows)
 
 
-def _drop(session: Session, request_id: str) -> int:
+def _drop(ledger: Ledger, connection: Connection, request_id: str) -> int:
     """Delete a request's row; the reservation it held (0 if there was none)."""
-    held = session.scalars(
-        delete(OpenRequestRow)
-        .where(OpenRequestRow.request_id == request_id)
-        .returning(OpenRequestRow.reserved_micros)
-    ).one_or_none()
-    return held or 0
+    held = connection.execute(ledger._sql.drop, {"request_id": request_id}).scalar()
+    return int(held or 0)
 
 
 def dump_event(event: UsageEvent) -> str:
