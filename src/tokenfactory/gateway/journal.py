@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-import anyio
 
 from tokenfactory.ledger.open_requests import (
     Advance,
@@ -48,6 +47,9 @@ class Journal:
         self.book = book
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        # Its own thread: a hop costs less than through anyio's shared pool, and rounds
+        # never wait behind other blocking work. The thread ends with the journal.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
 
     async def open(self, event: UsageEvent, reserve_micros: int) -> bool:
         """Reserve budget and open the request's row; False when the budget cannot cover it."""
@@ -75,13 +77,14 @@ class Journal:
         return done
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
             round_, self._pending = self._pending, []
             ops = [op for op, _ in round_]
             answers: list[Done]
             try:
-                with anyio.CancelScope(shield=True):
-                    answers = await anyio.to_thread.run_sync(self.book.apply, ops)
+                round_done = loop.run_in_executor(self._thread, self.book.apply, ops)
+                answers = await asyncio.shield(round_done)  # once begun, a round is never dropped
             except Exception as e:  # not one of the ops: every caller of the round gets it
                 answers = [e] * len(ops)
             for (_, done), answer in zip(round_, answers, strict=True):
