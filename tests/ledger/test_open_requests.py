@@ -3,11 +3,14 @@ the final event, and billed once as interrupted when a gateway died first."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import create_engine, event, text
 
 from tokenfactory.ledger import Ledger, Outcome, UsageEvent
 from tokenfactory.ledger.gateways import Gateways
@@ -187,3 +190,43 @@ def test_a_failed_round_fails_only_its_bad_op(ledger: Ledger, make_event: MakeEv
     assert ledger.event("r1") is not None and ledger.event("r2") is None
     assert [r.event.request_id for r in book.running()] == ["r3"]
     assert ledger.get_key(key.id).spent_micros == 600  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bare_ledger", ["postgresql"], indirect=True)
+def test_rounds_take_key_locks_in_order_so_gateways_never_deadlock(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger, "gw")
+    first, _ = ledger.create_key("acme")
+    second, _ = ledger.create_key("globex")
+    commits: list[object] = []
+    event.listen(ledger.engine, "commit", commits.append)
+    done: list[object] = []
+    # Another gateway on the same database, its round holding the first key.
+    other = create_engine(ledger.engine.url)
+    spend = text("UPDATE api_keys SET spent_micros = spent_micros + 1 WHERE id = :id")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with other.connect() as theirs, other.connect() as watch:
+        theirs.execute(spend, {"id": first.id})
+        ops = [
+            Close(make_event("r2", second.id, revenue_micros=10), 0, journalled=False),
+            Close(make_event("r1", first.id, revenue_micros=10), 0, journalled=False),
+        ]
+        writer = threading.Thread(target=lambda: done.extend(book.apply(ops)))
+        writer.start()
+        limit = time.monotonic() + 30
+        while watch.execute(waiting).scalar_one() == 0:  # our round waits for the first key
+            assert time.monotonic() < limit, "the round never waited for the key"
+            time.sleep(0.005)
+        # Had the round taken the second key first, this would close a cycle of waits.
+        theirs.execute(spend, {"id": second.id})
+        theirs.commit()
+    writer.join()
+    other.dispose()
+    assert done == [True, True]
+    assert len(commits) == 1  # the round went through whole, not undone and retried
+    assert ledger.get_key(first.id).spent_micros == 11  # type: ignore[union-attr]
+    assert ledger.get_key(second.id).spent_micros == 11  # type: ignore[union-attr]

@@ -3,7 +3,8 @@
 Order of checks, each a clean 4xx that loses nothing: model, tier, context, token rate,
 budget (an estimate is reserved, the real charge settled at the end), admission. Then
 the request runs through the floor; however it ends (done, client gone, engine failed)
-its usage event is written once, shielded from the client's cancellation. Should the
+its usage event is written once, through the journal's one writer (gateway/journal.py),
+shielded from the client's cancellation, before it is answered. Should the
 gateway die first, its journal row (opened with the reservation; for a stream, advanced
 before tokens are sent: gateway/journal.py) is billed by a gateway that outlives it
 (gateway/liveness.py).

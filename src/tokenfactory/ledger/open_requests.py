@@ -7,6 +7,9 @@ transaction that deletes the row. Each row names the gateway running it; once th
 gateway is dead (its lease in `gateways` is past, see ledger/gateways.py), any other bills
 the row as an `interrupted` event and settles its reservation: the row's request id makes
 that happen at most once, whichever of the two writes it first.
+
+The gateway's writes here are ops (`Open`, `Advance`, `Close`, `Withdraw`) that `apply`
+runs many at a time, in order, in one transaction (gateway/journal.py queues them).
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class OpenRequests:
             return e
 
     def _run(self, connection: Connection, ops: Sequence[Op]) -> list[Done]:
+        self._lock_keys(connection, ops)
         done: list[Done] = []
         now = utcnow()
         renewals: list[UsageEvent] = []  # consecutive advances: one statement, many rows
@@ -120,6 +124,21 @@ class OpenRequests:
             done.append(self._one(connection, op, now))
         self._advance(connection, renewals, now)
         return done
+
+    def _lock_keys(self, connection: Connection, ops: Sequence[Op]) -> None:
+        """On PostgreSQL, lock the keys whose spend the ops move, in the order of their ids,
+        before moving any: two gateways' rounds on one database could otherwise each hold
+        one key the other waits for (a deadlock, broken only after a second). SQLite locks
+        the whole database for a write transaction anyway."""
+        if self.ledger._sqlite:
+            return
+        keys = {
+            op.key_id if isinstance(op, Withdraw) else op.event.key_id
+            for op in ops
+            if not isinstance(op, Advance)  # a renewal moves no spend
+        }
+        if len(keys) > 1:
+            connection.execute(self.ledger._sql.lock_keys, {"key_ids": sorted(keys)})
 
     def _advance(self, connection: Connection, events: list[UsageEvent], now: datetime) -> None:
         if events:

@@ -32,6 +32,8 @@ class Statements:
     spend: Update
     # :key_id -> the key's id if it exists
     key: Select[Any]
+    # :key_ids (a list) -> those keys' ids, locked (PostgreSQL) in the order of their ids
+    lock_keys: Select[Any]
     # every usage_events column but id and tenant_id (read from the key) -> the new row's
     # id; none when the request id was already billed or the key does not exist
     record: ReturningInsert[Any]
@@ -72,6 +74,10 @@ def statements(insert: Callable[[Table], Any]) -> Statements:
         charge=charge,
         spend=spend,
         key=select(_KEYS.c.id).where(_KEYS.c.id == key_id),
+        lock_keys=select(_KEYS.c.id)
+        .where(_KEYS.c.id.in_(bindparam("key_ids", expanding=True)))
+        .order_by(_KEYS.c.id)
+        .with_for_update(),
         record=record,
         open_row=_ROWS.insert(),
         advance=advance,
