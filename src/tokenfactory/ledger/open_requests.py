@@ -111,18 +111,9 @@ class OpenRequests:
 
     def _run(self, connection: Connection, ops: Sequence[Op]) -> list[Done]:
         self._lock_keys(connection, ops)
-        done: list[Done] = []
-        now = utcnow()
-        renewals: list[UsageEvent] = []  # consecutive advances: one statement, many rows
-        for op in ops:
-            if isinstance(op, Advance):
-                renewals.append(op.event)
-                done.append(None)
-                continue
-            self._advance(connection, renewals, now)  # before what follows them: in order
-            renewals = []
-            done.append(self._one(connection, op, now))
-        self._advance(connection, renewals, now)
+        round_ = _Round(self, connection)
+        done = [round_.run(op) for op in ops]
+        round_.flush()
         return done
 
     def _lock_keys(self, connection: Connection, ops: Sequence[Op]) -> None:
@@ -139,27 +130,6 @@ class OpenRequests:
         }
         if len(keys) > 1:
             connection.execute(self.ledger._sql.lock_keys, {"key_ids": sorted(keys)})
-
-    def _advance(self, connection: Connection, events: list[UsageEvent], now: datetime) -> None:
-        if events:
-            rows = [self._row(e, 0, now) for e in events]
-            connection.execute(self.ledger._sql.advance, rows)
-
-    def _one(self, connection: Connection, op: Open | Close | Withdraw, now: datetime) -> Done:
-        ledger = self.ledger
-        if isinstance(op, Open):
-            if not ledger._charge(connection, op.event.key_id, op.reserve_micros):
-                return False
-            connection.execute(ledger._sql.open_row, self._row(op.event, op.reserve_micros, now))
-            return True
-        if isinstance(op, Close):
-            if op.journalled:
-                _drop(ledger, connection, op.event.request_id)
-            return ledger._record(connection, op.event, True, op.reserve_micros)
-        held = _drop(ledger, connection, op.request_id)
-        if held:
-            ledger._spend(connection, op.key_id, -held)
-        return None
 
     def _row(self, event: UsageEvent, reserve_micros: int, now: datetime) -> dict[str, Any]:
         return {
@@ -182,7 +152,7 @@ class OpenRequests:
         if not events:
             return
         with self.ledger._transaction() as connection:
-            self._advance(connection, list(events), utcnow())
+            self._run(connection, [Advance(e) for e in events])
 
     def close(self, event: UsageEvent, reserve_micros: int, *, journalled: bool) -> bool:
         """Write the final event, settle the reservation and drop the row, at once; False
@@ -231,6 +201,63 @@ class OpenRequests:
                 session.delete(row)
             forget_dead(session, now)
         return len(rows)
+
+
+class _Round:
+    """Ops run in one transaction, two kinds of write held back to be done together: the
+    renewals in a row (one statement for all their rows) and the moves of keys' spends
+    (one statement per key). Each is done before the first op that could see it: renewals
+    before any other op (a close drops the row a renewal writes), spends before a budget
+    check, and both before the transaction ends."""
+
+    def __init__(self, book: OpenRequests, connection: Connection) -> None:
+        self.book, self.ledger, self.connection = book, book.ledger, connection
+        self.now = utcnow()
+        self.renewals: list[dict[str, Any]] = []
+        self.spends: dict[int, int] = {}  # key id -> micros its spend moves by
+
+    def run(self, op: Op) -> Done:
+        """Do `op` (or hold its writes back); its answer."""
+        ledger, connection = self.ledger, self.connection
+        if isinstance(op, Advance):
+            self.renewals.append(self.book._row(op.event, 0, self.now))
+            return None
+        self._renew()
+        if isinstance(op, Open):
+            self._spend()
+            if not ledger._charge(connection, op.event.key_id, op.reserve_micros):
+                return False
+            row = self.book._row(op.event, op.reserve_micros, self.now)
+            connection.execute(ledger._sql.open_row, row)
+            return True
+        if isinstance(op, Close):
+            if op.journalled:
+                _drop(ledger, connection, op.event.request_id)
+            if not ledger._record(connection, op.event, False, 0):
+                return False
+            self._move(op.event.key_id, op.event.revenue_micros - op.reserve_micros)
+            return True
+        self._move(op.key_id, -_drop(ledger, connection, op.request_id))
+        return None
+
+    def flush(self) -> None:
+        """Do what is held back: the round is about to commit."""
+        self._renew()
+        self._spend()
+
+    def _move(self, key_id: int, micros: int) -> None:
+        self.spends[key_id] = self.spends.get(key_id, 0) + micros
+
+    def _renew(self) -> None:
+        if self.renewals:
+            self.connection.execute(self.ledger._sql.advance, self.renewals)
+            self.renewals = []
+
+    def _spend(self) -> None:
+        for key_id, micros in self.spends.items():
+            if micros:
+                self.ledger._spend(self.connection, key_id, micros)
+        self.spends = {}
 
 
 def _drop(ledger: Ledger, connection: Connection, request_id: str) -> int:
