@@ -103,6 +103,7 @@ class OpenRequests:
         return [self._alone(op) for op in ops]
 
     def _alone(self, op: Op) -> Done:
+        """One op in its own transaction; its answer, or the error that failed it."""
         try:
             with self.ledger._transaction() as connection:
                 return self._run(connection, [op])[0]
@@ -165,8 +166,10 @@ class OpenRequests:
 
     def _done(self, op: Op) -> Done:
         """One op in its own transaction; its answer, or its error raised."""
-        with self.ledger._transaction() as connection:
-            return self._run(connection, [op])[0]
+        done = self._alone(op)
+        if isinstance(done, Exception):
+            raise done
+        return done
 
     def running(self) -> list[OpenRequest]:
         """Every open row, oldest first."""
