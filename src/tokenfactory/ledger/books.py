@@ -5,8 +5,8 @@ Writes: every write is one transaction. On SQLite they also hold `Ledger`'s
 timeout (other processes, such as `tokenfactory keys create`, wait their turn). On
 PostgreSQL no lock is taken: each write is a single atomic statement or ON CONFLICT insert
 (a journal round that moves several keys' spends locks their rows first, in id order:
-ledger/open_requests.py). The writes every request makes (charge, spend, record) are Core statements built once
-(ledger/statements.py), run on a bare connection, not through the ORM.
+ledger/open_requests.py). The writes every request makes (charge, spend, record) are Core
+statements built once (ledger/statements.py), run on a bare connection, not the ORM.
 
 The API is synchronous; the gateway calls it through `anyio.to_thread.run_sync`, and
 writes its requests' usage through one writer, many to a transaction
