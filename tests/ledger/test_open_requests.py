@@ -3,13 +3,27 @@ the final event, and billed once as interrupted when a gateway died first."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+from sqlalchemy import create_engine, event, text
+
 from tokenfactory.ledger import Ledger, Outcome, UsageEvent
 from tokenfactory.ledger.gateways import Gateways
-from tokenfactory.ledger.open_requests import OpenRequests, dump_event, load_event
+from tokenfactory.ledger.open_requests import (
+    Advance,
+    Close,
+    Open,
+    OpenRequests,
+    Withdraw,
+    dump_event,
+    load_event,
+)
+from tokenfactory.ledger.records import KeyNotFound
 
 MakeEvent = Callable[..., UsageEvent]
 
@@ -134,3 +148,85 @@ def test_recover_bills_only_rows_of_dead_gateways_and_never_a_live_ones(
     assert [r.event.request_id for r in b.running()] == ["rb"]
     assert ledger.event("ra") is not None and ledger.event("ra").output_tokens == 0  # type: ignore[union-attr]
     assert ledger.get_key(key.id).spent_micros == 32 + 8  # type: ignore[union-attr]
+
+
+def test_a_round_runs_in_order_in_one_transaction(ledger: Ledger, make_event: MakeEvent) -> None:
+    book = OpenRequests(ledger, "gw")
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("0.001"))
+    assert book.open(interrupted(make_event, "r0", key.id, 0), 600)
+    commits: list[object] = []
+    event.listen(ledger.engine, "commit", commits.append)
+    done = book.apply(
+        [
+            Open(interrupted(make_event, "r1", key.id, 0), 600),  # 1200 > 1000: refused
+            Close(make_event("r0", key.id, revenue_micros=100), 600, journalled=True),
+            Open(interrupted(make_event, "r2", key.id, 0), 600),  # 700: it sees the close
+            Advance(interrupted(make_event, "r2", key.id, 16)),
+            Advance(interrupted(make_event, "r3", key.id, 8)),
+            Withdraw("r2", key.id),
+        ]
+    )
+    assert done == [False, True, True, None, None, None]
+    assert len(commits) == 1
+    assert [(r.event.request_id, r.event.output_tokens) for r in book.running()] == [("r3", 8)]
+    assert ledger.get_key(key.id).spent_micros == 100  # type: ignore[union-attr]
+
+
+def test_a_failed_round_fails_only_its_bad_op(ledger: Ledger, make_event: MakeEvent) -> None:
+    book = OpenRequests(ledger, "gw")
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("1"))
+    commits: list[object] = []
+    event.listen(ledger.engine, "commit", commits.append)
+    done = book.apply(
+        [
+            Close(make_event("r1", key.id, revenue_micros=100), 0, journalled=False),
+            Close(make_event("r2", key.id + 1, revenue_micros=100), 0, journalled=False),
+            Open(interrupted(make_event, "r3", key.id, 0), 500),
+        ]
+    )
+    assert done[0] is True and done[2] is True
+    assert isinstance(done[1], KeyNotFound)
+    assert len(commits) == 2  # the round was undone, then each good op written alone
+    assert ledger.event("r1") is not None and ledger.event("r2") is None
+    assert [r.event.request_id for r in book.running()] == ["r3"]
+    assert ledger.get_key(key.id).spent_micros == 600  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bare_ledger", ["postgresql"], indirect=True)
+def test_rounds_take_key_locks_in_order_so_gateways_never_deadlock(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger, "gw")
+    first, _ = ledger.create_key("acme")
+    second, _ = ledger.create_key("globex")
+    commits: list[object] = []
+    event.listen(ledger.engine, "commit", commits.append)
+    done: list[object] = []
+    # Another gateway on the same database, its round holding the first key.
+    other = create_engine(ledger.engine.url)
+    spend = text("UPDATE api_keys SET spent_micros = spent_micros + 1 WHERE id = :id")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with other.connect() as theirs, other.connect() as watch:
+        theirs.execute(spend, {"id": first.id})
+        ops = [
+            Close(make_event("r2", second.id, revenue_micros=10), 0, journalled=False),
+            Close(make_event("r1", first.id, revenue_micros=10), 0, journalled=False),
+        ]
+        writer = threading.Thread(target=lambda: done.extend(book.apply(ops)))
+        writer.start()
+        limit = time.monotonic() + 30
+        while watch.execute(waiting).scalar_one() == 0:  # our round waits for the first key
+            assert time.monotonic() < limit, "the round never waited for the key"
+            time.sleep(0.005)
+        # Had the round taken the second key first, this would close a cycle of waits.
+        theirs.execute(spend, {"id": second.id})
+        theirs.commit()
+    writer.join()
+    other.dispose()
+    assert done == [True, True]
+    assert len(commits) == 1  # the round went through whole, not undone and retried
+    assert ledger.get_key(first.id).spent_micros == 11  # type: ignore[union-attr]
+    assert ledger.get_key(second.id).spent_micros == 11  # type: ignore[union-attr]

@@ -3,7 +3,8 @@
 Order of checks, each a clean 4xx that loses nothing: model, tier, context, token rate,
 budget (an estimate is reserved, the real charge settled at the end), admission. Then
 the request runs through the floor; however it ends (done, client gone, engine failed)
-its usage event is written once, shielded from the client's cancellation. Should the
+its usage event is written once, through the journal's one writer (gateway/journal.py),
+shielded from the client's cancellation, before it is answered. Should the
 gateway die first, its journal row (opened with the reservation; for a stream, advanced
 before tokens are sent: gateway/journal.py) is billed by a gateway that outlives it
 (gateway/liveness.py).
@@ -109,7 +110,7 @@ class Generator:
         )
         if reserve:
             opening = self._journal_event(Result(), time.monotonic(), ticket, 0)
-            if not await anyio.to_thread.run_sync(self.journal.book.open, opening, reserve):
+            if not await self.journal.open(opening, reserve):
                 self.metrics.refused.labels("budget").inc()
                 raise QuotaExceeded("the key's budget is spent; raise it or use another key")
             ticket.journalled = True
@@ -214,7 +215,7 @@ class Generator:
     async def _refund(self, t: _Ticket) -> None:
         """Give back a budget reservation for a request refused before it ran."""
         if t.journalled:
-            await anyio.to_thread.run_sync(self.journal.book.withdraw, t.request_id, t.key.id)
+            await self.journal.withdraw(t.request_id, t.key.id)
 
     def _tier(self, service_tier: str | None, key: KeyRecord) -> TierRule:
         if service_tier not in SERVICE_TIERS:
@@ -349,11 +350,9 @@ class Generator:
             cost=floor.costs.get(r.replica),
             started_at=t.started_at,
         )
-        # The event, the settling of the reservation and the journal row's end: one
-        # transaction, once.
-        await anyio.to_thread.run_sync(
-            lambda: self.journal.book.close(event, t.reserve, journalled=t.journalled)
-        )
+        # The event, the settling of the reservation and the journal row's end: at once,
+        # in the journal's next round; answered only once it is committed.
+        await self.journal.close(event, t.reserve, journalled=t.journalled)
         self.observe(r, t.tier, billed_name, event.revenue_micros, event.cost_micros, prompt)
         usage = oa.usage_dict(prompt, r.output_tokens, event.cached_tokens)
         return billed_name, usage

@@ -1,58 +1,106 @@
-"""Write-ahead metering of streams: the ledger holds a stream's tokens before it sends them.
+"""The gateway's ledger writer, and write-ahead metering of streams.
+
+`Journal` is the one writer of the requests' ledger writes: opening a journal row with
+its budget reservation, advancing a stream's row, billing a request as it closes, giving
+back what a refused request reserved. A caller queues its write and awaits its own answer;
+the writer takes everything queued, runs it in one worker-thread hop and one transaction,
+in order (a budget check sees what earlier writes of the round reserved), and answers
+each caller (OpenRequests.apply). So a busy floor pays one commit and one thread hop per
+round, not per request. A failed round is retried write by write, so one bad write fails
+only its own caller. A write, once queued, is done even if its caller is cancelled: a
+request's usage is never left half-written, and it is answered only once its event is
+committed.
 
 A stream has a credit of `CREDIT` tokens: before it sends a token past what its journal
 row covers, that row is advanced to cover `CREDIT` more. The renewal is asked for when
 half the credit is left, so a stream rarely waits on it. Killed at any moment, the ledger
 holds at least every token a client received and at most `CREDIT` more (and never more
-than the request's max_tokens). Renewals from all
-streams are written together, one transaction per round (`Journal`), so the cost is one
-commit per round and not one per token or per stream.
+than the request's max_tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-import anyio
-
-from tokenfactory.ledger.open_requests import OpenRequests
+from tokenfactory.ledger.open_requests import (
+    Advance,
+    Close,
+    Done,
+    Op,
+    Open,
+    OpenRequests,
+    Withdraw,
+)
 from tokenfactory.ledger.records import UsageEvent
 
 CREDIT = 16  # tokens a stream may send ahead of its row; the most a kill over-bills
 
 
 class Journal:
-    """One writer for the journal rows of every running stream."""
+    """One writer for the ledger writes of every running request, many per transaction."""
 
     def __init__(self, book: OpenRequests) -> None:
         self.book = book
-        self._pending: dict[str, UsageEvent] = {}
-        self._round: asyncio.Future[None] | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        # Its own thread: a hop costs less than through anyio's shared pool, and rounds
+        # never wait behind other blocking work. The thread ends with the journal.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
 
-    def write(self, event: UsageEvent) -> asyncio.Future[None]:
-        """Have `event` written in the next round; the future is done once it is."""
-        self._pending[event.request_id] = event  # a newer count replaces an unwritten one
-        if self._round is None:
-            self._round = asyncio.get_running_loop().create_future()
+    async def open(self, event: UsageEvent, reserve_micros: int) -> bool:
+        """Reserve budget and open the request's row; False when the budget cannot cover it."""
+        opened: bool = await _answer(self._queue(Open(event, reserve_micros)))
+        return opened
+
+    def advance(self, event: UsageEvent) -> asyncio.Future[None]:
+        """Have `event` made its row's in the next round; the future is done once it is."""
+        return self._queue(Advance(event))
+
+    async def close(self, event: UsageEvent, reserve_micros: int, *, journalled: bool) -> bool:
+        """Bill the request, settle its reservation, drop its row; False if billed already."""
+        billed: bool = await _answer(self._queue(Close(event, reserve_micros, journalled)))
+        return billed
+
+    async def withdraw(self, request_id: str, key_id: int) -> None:
+        """Drop a refused request's row and give back what it reserved."""
+        await _answer(self._queue(Withdraw(request_id, key_id)))
+
+    def _queue(self, op: Op) -> asyncio.Future[Any]:
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((op, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="journal writer")
-        return self._round
+        return done
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
-            events, done = list(self._pending.values()), self._round
-            self._pending, self._round = {}, None
-            assert done is not None  # set with the first pending event
+            round_, self._pending = self._pending, []
+            ops = [op for op, _ in round_]
+            answers: list[Done]
             try:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.book.advance, events)
-            except Exception as e:  # each stream waiting on the round gets the error
-                done.set_exception(e)
-                continue
-            done.set_result(None)
+                round_done = loop.run_in_executor(self._thread, self.book.apply, ops)
+                answers = await asyncio.shield(round_done)  # once begun, a round is never dropped
+            except Exception as e:  # not one of the ops: every caller of the round gets it
+                answers = [e] * len(ops)
+            for (_, done), answer in zip(round_, answers, strict=True):
+                _resolve(done, answer)
+
+
+async def _answer(done: asyncio.Future[Any]) -> Any:
+    """The write's answer; a cancelled caller stops waiting, the write goes on."""
+    return await asyncio.shield(done)
+
+
+def _resolve(done: asyncio.Future[Any], answer: Done) -> None:
+    if isinstance(answer, Exception):
+        done.set_exception(answer)
+    else:
+        done.set_result(answer)
 
 
 @dataclass
@@ -86,7 +134,7 @@ class Tab:
             return
         tokens, done = self._renewal
         try:
-            await done
+            await asyncio.shield(done)
         finally:
             if done.done():  # cancelled while it is written, it stays for the next settle
                 self._renewal = None
@@ -96,4 +144,4 @@ class Tab:
         tokens = sent + self.credit
         if self.limit is not None:
             tokens = max(sent, min(tokens, self.limit))
-        self._renewal = (tokens, self.journal.write(self.event_for(tokens)))
+        self._renewal = (tokens, self.journal.advance(self.event_for(tokens)))

@@ -252,7 +252,7 @@ class BatchBook:
     def reserve(self, batch_id: str, line: int, key_id: int, micros: int) -> bool:
         """Reserve budget for a line, held on the line in the same transaction."""
         with self.ledger._write() as session:
-            charged = self.ledger._charge(session, key_id, micros)
+            charged = self.ledger._charge(session.connection(), key_id, micros)
             if charged:
                 session.execute(_line(batch_id, line).values(reserved_micros=micros))
         return charged
@@ -265,7 +265,7 @@ class BatchBook:
         with self.ledger._write() as session:
             held = session.scalars(lines).one()
             if held:
-                self.ledger._spend(session, key_id, -held)
+                self.ledger._spend(session.connection(), key_id, -held)
                 session.execute(
                     update(BatchLineRow)
                     .where(BatchLineRow.batch_id == batch_id, BatchLineRow.status == "pending")
@@ -282,9 +282,11 @@ class BatchBook:
             if row is None or row.status != "pending":
                 return False
             if event is not None:
-                self.ledger._record(session, event, True, row.reserved_micros)
+                self.ledger._record(session.connection(), event, True, row.reserved_micros)
             elif row.reserved_micros:
-                self.ledger._spend(session, _key_of(session, batch_id), -row.reserved_micros)
+                self.ledger._spend(
+                    session.connection(), _key_of(session, batch_id), -row.reserved_micros
+                )
             session.execute(
                 _line(batch_id, outcome.line).values(
                     status=outcome.status,
@@ -310,7 +312,7 @@ class BatchBook:
                 )
             ).one()
             if held:  # reservations of lines stopped half-way go back to the key
-                self.ledger._spend(session, batch.key_id, -held)
+                self.ledger._spend(session.connection(), batch.key_id, -held)
             for n, output in unrun.items():
                 session.execute(
                     _line(batch_id, n).values(status=UNRUN[to], output=output, reserved_micros=0)

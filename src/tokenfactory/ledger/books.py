@@ -3,9 +3,14 @@
 Writes: every write is one transaction. On SQLite they also hold `Ledger`'s
 `threading.Lock` (one writer per process) and begin with `BEGIN IMMEDIATE` under a busy
 timeout (other processes, such as `tokenfactory keys create`, wait their turn). On
-PostgreSQL no lock is taken: each write is a single atomic statement or ON CONFLICT insert.
+PostgreSQL no lock is taken: each write is a single atomic statement or ON CONFLICT insert
+(a journal round that moves several keys' spends locks their rows first, in id order:
+ledger/open_requests.py). The writes every request makes (charge, spend, record) are Core
+statements built once (ledger/statements.py), run on a bare connection, not the ORM.
 
-The API is synchronous; the gateway calls it through `anyio.to_thread.run_sync`.
+The API is synchronous; the gateway calls it through `anyio.to_thread.run_sync`, and
+writes its requests' usage through one writer, many to a transaction
+(gateway/journal.py).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -36,6 +41,7 @@ from tokenfactory.ledger.records import (
 )
 from tokenfactory.ledger.report import Pnl, pnl
 from tokenfactory.ledger.schema import ApiKey, Tenant, UsageRow, utcnow
+from tokenfactory.ledger.statements import statements
 
 
 class Ledger:
@@ -47,6 +53,7 @@ class Ledger:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self._sqlite else postgresql.insert
         self._lock = threading.Lock()
+        self._sql = statements(self._insert)
 
     @classmethod
     def sqlite(cls, path: str | Path) -> Ledger:
@@ -71,6 +78,12 @@ class Ledger:
     def _write(self) -> Iterator[Session]:
         with self._write_lock(), Session(self._writer) as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction on a bare connection, for the Core statements of `_sql`."""
+        with self._write_lock(), self._writer.begin() as connection:
+            yield connection
 
     def _read(self) -> Session:
         return Session(self.engine)
@@ -163,40 +176,32 @@ class Ledger:
 
     def charge(self, key_id: int, micros: int) -> bool:
         """Add `micros` to the key's spend only if it stays within budget; True if it did."""
-        with self._write() as session:
-            return self._charge(session, key_id, micros)
+        with self._transaction() as connection:
+            return self._charge(connection, key_id, micros)
 
-    def _charge(self, session: Session, key_id: int, micros: int) -> bool:
+    def _charge(self, connection: Connection, key_id: int, micros: int) -> bool:
         """`charge` inside the caller's transaction (the request journal opens with it)."""
         if micros < 0:
             raise BadInput("charge() takes a non-negative amount; use spend() to refund")
-        within = ApiKey.budget_micros.is_(None) | (
-            ApiKey.spent_micros + micros <= ApiKey.budget_micros
-        )
-        # One statement: the check and the add cannot be split by another writer.
-        charged = session.scalars(
-            update(ApiKey)
-            .where(ApiKey.id == key_id, within)
-            .values(spent_micros=ApiKey.spent_micros + micros)
-            .returning(ApiKey.id)
-        ).one_or_none()
-        if charged is None and session.get(ApiKey, key_id) is None:
-            raise KeyNotFound(f"no API key with id {key_id}")
-        return charged is not None
+        params = {"key_id": key_id, "micros": micros}
+        if connection.execute(self._sql.charge, params).first() is not None:
+            return True
+        self._check_key(connection, key_id)
+        return False
 
     def spend(self, key_id: int, micros: int) -> None:
         """Add `micros` (negative releases a reservation) to the key's spend, budget or not."""
-        with self._write() as session:
-            self._spend(session, key_id, micros)
+        with self._transaction() as connection:
+            self._spend(connection, key_id, micros)
 
-    def _spend(self, session: Session, key_id: int, micros: int) -> None:
-        done = session.scalars(
-            update(ApiKey)
-            .where(ApiKey.id == key_id)
-            .values(spent_micros=ApiKey.spent_micros + micros)
-            .returning(ApiKey.id)
-        ).one_or_none()
-        if done is None:
+    def _spend(self, connection: Connection, key_id: int, micros: int) -> None:
+        params = {"key_id": key_id, "micros": micros}
+        if connection.execute(self._sql.spend, params).first() is None:
+            raise KeyNotFound(f"no API key with id {key_id}")
+
+    def _check_key(self, connection: Connection, key_id: int) -> None:
+        """Raise KeyNotFound unless the key exists."""
+        if connection.execute(self._sql.key, {"key_id": key_id}).first() is None:
             raise KeyNotFound(f"no API key with id {key_id}")
 
     def remaining_budget(self, key_id: int) -> Decimal | None:
@@ -218,27 +223,21 @@ class Ledger:
         the same transaction, and only when the event is new: a retried write never
         charges twice, and a reservation made with `charge()` is settled exactly once.
         """
-        with self._write() as session:
-            return self._record(session, event, charge_key, reserved_micros)
+        with self._transaction() as connection:
+            return self._record(connection, event, charge_key, reserved_micros)
 
     def _record(
-        self, session: Session, event: UsageEvent, charge_key: bool, reserved_micros: int
+        self, connection: Connection, event: UsageEvent, charge_key: bool, reserved_micros: int
     ) -> bool:
         """`record` inside the caller's transaction (the batch book writes lines with it)."""
-        tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == event.key_id))
-        tenant = tenant_id.one_or_none()
-        if tenant is None:
-            raise KeyNotFound(f"no API key with id {event.key_id}")
         values = _event_values(event)
-        inserted = session.scalars(
-            self._insert(UsageRow)
-            .values(tenant_id=tenant, recorded_at=utcnow(), **values)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(UsageRow.id)
-        ).one_or_none()
-        if inserted is not None and charge_key:
-            self._spend(session, event.key_id, event.revenue_micros - reserved_micros)
-        return inserted is not None
+        values["recorded_at"] = utcnow()
+        if connection.execute(self._sql.record, values).first() is None:
+            self._check_key(connection, event.key_id)  # else: billed already
+            return False
+        if charge_key:
+            self._spend(connection, event.key_id, event.revenue_micros - reserved_micros)
+        return True
 
     def event(self, request_id: str) -> UsageEvent | None:
         """The event recorded for this request id, if any."""

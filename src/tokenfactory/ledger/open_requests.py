@@ -7,6 +7,9 @@ transaction that deletes the row. Each row names the gateway running it; once th
 gateway is dead (its lease in `gateways` is past, see ledger/gateways.py), any other bills
 the row as an `interrupted` event and settles its reservation: the row's request id makes
 that happen at most once, whichever of the two writes it first.
+
+The gateway's writes here are ops (`Open`, `Advance`, `Close`, `Withdraw`) that `apply`
+runs many at a time, in order, in one transaction (gateway/journal.py queues them).
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, or_, select
 
 from tokenfactory.ledger.books import Ledger
 from tokenfactory.ledger.gateways import forget_dead, live_names
@@ -40,6 +42,44 @@ class OpenRequest:
     owner: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Reserve budget and open the request's row; done: whether the budget covered it."""
+
+    event: UsageEvent
+    reserve_micros: int
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Make this the row's event, opening the row if it is not there yet."""
+
+    event: UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Write the final event, settle the reservation, drop the row; done: whether it was
+    new (False: the request id was already billed)."""
+
+    event: UsageEvent
+    reserve_micros: int
+    journalled: bool  # whether it may have a row to drop
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """A request refused before it ran: drop its row, give back what it reserved."""
+
+    request_id: str
+    key_id: int
+
+
+Op = Open | Advance | Close | Withdraw
+# What an op came to: its answer (Open and Close), None, or the error that failed it.
+Done = bool | None | Exception
+
+
 class OpenRequests:
     """The open requests of one ledger, as the gateway `owner` opens and bills them."""
 
@@ -47,65 +87,89 @@ class OpenRequests:
         self.ledger = ledger
         self.owner = owner
 
+    def apply(self, ops: Sequence[Op]) -> list[Done]:
+        """Run the ops in order in one transaction; what each came to, in order.
+
+        Each sees the ones before it (a budget check counts what an earlier op reserved or
+        settled). Should the transaction fail, each op runs again alone in its own, so that
+        one bad op fails only itself.
+        """
+        try:
+            with self.ledger._transaction() as connection:
+                return self._run(connection, ops)
+        except Exception as e:
+            if len(ops) == 1:
+                return [e]
+        return [self._alone(op) for op in ops]
+
+    def _alone(self, op: Op) -> Done:
+        """One op in its own transaction; its answer, or the error that failed it."""
+        try:
+            with self.ledger._transaction() as connection:
+                return self._run(connection, [op])[0]
+        except Exception as e:
+            return e
+
+    def _run(self, connection: Connection, ops: Sequence[Op]) -> list[Done]:
+        self._lock_keys(connection, ops)
+        round_ = _Round(self, connection)
+        done = [round_.run(op) for op in ops]
+        round_.flush()
+        return done
+
+    def _lock_keys(self, connection: Connection, ops: Sequence[Op]) -> None:
+        """On PostgreSQL, lock the keys whose spend the ops move, in the order of their ids,
+        before moving any: two gateways' rounds on one database could otherwise each hold
+        one key the other waits for (a deadlock, broken only after a second). SQLite locks
+        the whole database for a write transaction anyway."""
+        if self.ledger._sqlite:
+            return
+        keys = {
+            op.key_id if isinstance(op, Withdraw) else op.event.key_id
+            for op in ops
+            if not isinstance(op, Advance)  # a renewal moves no spend
+        }
+        if len(keys) > 1:
+            connection.execute(self.ledger._sql.lock_keys, {"key_ids": sorted(keys)})
+
+    def _row(self, event: UsageEvent, reserve_micros: int, now: datetime) -> dict[str, Any]:
+        return {
+            "request_id": event.request_id,
+            "key_id": event.key_id,
+            "reserved_micros": reserve_micros,
+            "event": dump_event(event),
+            "opened_at": now,
+            "updated_at": now,
+            "owner": self.owner,
+        }
+
     def open(self, event: UsageEvent, reserve_micros: int) -> bool:
         """Reserve budget and open the request's row at once; False (nothing written) when
         the key's budget cannot cover the reservation."""
-        with self.ledger._write() as session:
-            if not self.ledger._charge(session, event.key_id, reserve_micros):
-                return False
-            now = utcnow()
-            session.add(
-                OpenRequestRow(
-                    request_id=event.request_id,
-                    key_id=event.key_id,
-                    reserved_micros=reserve_micros,
-                    event=dump_event(event),
-                    opened_at=now,
-                    updated_at=now,
-                    owner=self.owner,
-                )
-            )
-        return True
+        return self._done(Open(event, reserve_micros)) is True
 
     def advance(self, events: Sequence[UsageEvent]) -> None:
         """Make these the rows' events, opening rows not there yet, in one transaction."""
         if not events:
             return
-        now = utcnow()
-        rows = [
-            {
-                "request_id": e.request_id,
-                "key_id": e.key_id,
-                "reserved_micros": 0,
-                "event": dump_event(e),
-                "opened_at": now,
-                "updated_at": now,
-                "owner": self.owner,
-            }
-            for e in events
-        ]
-        insert = self.ledger._insert(OpenRequestRow)
-        upsert = insert.on_conflict_do_update(
-            index_elements=["request_id"],
-            set_={"event": insert.excluded.event, "updated_at": insert.excluded.updated_at},
-        )
-        with self.ledger._write() as session:
-            session.execute(upsert, rows)
+        with self.ledger._transaction() as connection:
+            self._run(connection, [Advance(e) for e in events])
 
     def close(self, event: UsageEvent, reserve_micros: int, *, journalled: bool) -> bool:
         """Write the final event, settle the reservation and drop the row, at once; False
         when the request id was already billed (nothing changes then)."""
-        with self.ledger._write() as session:
-            if journalled:
-                _drop(session, event.request_id)
-            return self.ledger._record(session, event, True, reserve_micros)
+        return self._done(Close(event, reserve_micros, journalled)) is True
 
     def withdraw(self, request_id: str, key_id: int) -> None:
         """A request refused before it ran: drop its row and give back what it reserved."""
-        with self.ledger._write() as session:
-            held = _drop(session, request_id)
-            if held:
-                self.ledger._spend(session, key_id, -held)
+        self._done(Withdraw(request_id, key_id))
+
+    def _done(self, op: Op) -> Done:
+        """One op in its own transaction; its answer, or its error raised."""
+        done = self._alone(op)
+        if isinstance(done, Exception):
+            raise done
+        return done
 
     def running(self) -> list[OpenRequest]:
         """Every open row, oldest first."""
@@ -135,20 +199,74 @@ class OpenRequests:
             query = select(OpenRequestRow).where(orphaned)
             rows = list(session.scalars(query.with_for_update(skip_locked=True)))
             for row in rows:
-                self.ledger._record(session, load_event(row.event), True, row.reserved_micros)
+                event = load_event(row.event)
+                self.ledger._record(session.connection(), event, True, row.reserved_micros)
                 session.delete(row)
             forget_dead(session, now)
         return len(rows)
 
 
-def _drop(session: Session, request_id: str) -> int:
+class _Round:
+    """Ops run in one transaction, two kinds of write held back to be done together: the
+    renewals in a row (one statement for all their rows) and the moves of keys' spends
+    (one statement per key). Each is done before the first op that could see it: renewals
+    before any other op (a close drops the row a renewal writes), spends before a budget
+    check, and both before the transaction ends."""
+
+    def __init__(self, book: OpenRequests, connection: Connection) -> None:
+        self.book, self.ledger, self.connection = book, book.ledger, connection
+        self.now = utcnow()
+        self.renewals: list[dict[str, Any]] = []
+        self.spends: dict[int, int] = {}  # key id -> micros its spend moves by
+
+    def run(self, op: Op) -> Done:
+        """Do `op` (or hold its writes back); its answer."""
+        ledger, connection = self.ledger, self.connection
+        if isinstance(op, Advance):
+            self.renewals.append(self.book._row(op.event, 0, self.now))
+            return None
+        self._renew()
+        if isinstance(op, Open):
+            self._spend()
+            if not ledger._charge(connection, op.event.key_id, op.reserve_micros):
+                return False
+            row = self.book._row(op.event, op.reserve_micros, self.now)
+            connection.execute(ledger._sql.open_row, row)
+            return True
+        if isinstance(op, Close):
+            if op.journalled:
+                _drop(ledger, connection, op.event.request_id)
+            if not ledger._record(connection, op.event, False, 0):
+                return False
+            self._move(op.event.key_id, op.event.revenue_micros - op.reserve_micros)
+            return True
+        self._move(op.key_id, -_drop(ledger, connection, op.request_id))
+        return None
+
+    def flush(self) -> None:
+        """Do what is held back: the round is about to commit."""
+        self._renew()
+        self._spend()
+
+    def _move(self, key_id: int, micros: int) -> None:
+        self.spends[key_id] = self.spends.get(key_id, 0) + micros
+
+    def _renew(self) -> None:
+        if self.renewals:
+            self.connection.execute(self.ledger._sql.advance, self.renewals)
+            self.renewals = []
+
+    def _spend(self) -> None:
+        for key_id, micros in self.spends.items():
+            if micros:
+                self.ledger._spend(self.connection, key_id, micros)
+        self.spends = {}
+
+
+def _drop(ledger: Ledger, connection: Connection, request_id: str) -> int:
     """Delete a request's row; the reservation it held (0 if there was none)."""
-    held = session.scalars(
-        delete(OpenRequestRow)
-        .where(OpenRequestRow.request_id == request_id)
-        .returning(OpenRequestRow.reserved_micros)
-    ).one_or_none()
-    return held or 0
+    held = connection.execute(ledger._sql.drop, {"request_id": request_id}).scalar()
+    return int(held or 0)
 
 
 def dump_event(event: UsageEvent) -> str:
