@@ -10,11 +10,10 @@ cannot be taken back, so its client gets a clean error and pays for what it rece
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-
-import anyio
 
 from tokenfactory.engines.base import Delta, EngineError, Usage
 
@@ -48,8 +47,10 @@ async def guarded(
         while True:
             limit = timeouts.stall_s if started else timeouts.first_token_s
             try:
-                with anyio.fail_after(limit):
-                    item = await items.__anext__()
+                # asyncio's own timeout: a timer per token, where anyio's scope cost
+                # several times the token's own handling.
+                async with asyncio.timeout(limit):
+                    item = await anext(items)
             except StopAsyncIteration:
                 return
             except TimeoutError:
