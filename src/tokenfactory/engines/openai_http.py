@@ -52,9 +52,14 @@ def parse_vllm_metrics(text: str) -> Load | None:
     )
 
 
+# Compact, UTF-8 as it is; a NaN goes as such and the engine answers it. Made once: a
+# json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json_bytes(body: dict[str, Any]) -> bytes:
-    """A request body as compact JSON (a NaN goes as such: the engine answers it)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """A request body as JSON."""
+    return _ENCODER.encode(body).encode()
 
 
 def _error_text(reason: str, content: bytes) -> str:
