@@ -60,7 +60,7 @@ class _Watch:
 
     def begin(self, limit: float) -> None:
         """A wait for a token begins, in the current task; it may last `limit` seconds."""
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(self._loop)
         assert self._task is not None
         self._cancelling = self._task.cancelling()
         self.due = due = self._loop.time() + limit
