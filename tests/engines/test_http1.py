@@ -206,6 +206,21 @@ async def test_a_kept_connection_the_server_closed_as_it_was_reused_is_retried_o
         assert server.connections == 2 and server.bodies == [b"a", b"b", b"b"]
 
 
+async def test_a_kept_connection_the_server_closed_while_idle_is_passed_over() -> None:
+    async def answer_then_close(x: Exchange) -> None:
+        await fixed(x)
+        x.writer.close()  # an idle timeout, without saying so in the response
+
+    async with serving(answer_then_close) as (server, pool):
+        for text in (b"a", b"b"):
+            response = await pool.request("POST", "/", text, "application/json")
+            assert await response.read() == text
+            response.close()
+            await asyncio.wait_for(server.ended.wait(), 10)  # the client has seen it go
+            server.ended.clear()
+        assert server.connections == 2 and server.bodies == [b"a", b"b"]
+
+
 async def test_a_new_connection_dropped_before_answering_is_an_error() -> None:
     async def rude(x: Exchange) -> None:
         x.writer.transport.abort()

@@ -70,6 +70,9 @@ class _Connection(asyncio.Protocol):
         """Write a whole request; its response starts arriving afterwards."""
         assert self._transport is not None
         self._reset()
+        if self.closed:  # the server closed it since: the wait for the head says so
+            self._error = Dropped("RemoteProtocolError: the server closed the connection")
+            return
         self._transport.write(data)
 
     async def head(self) -> None:
@@ -213,10 +216,11 @@ class _Connection(asyncio.Protocol):
 class Response:
     """A response whose head has arrived; read its body, then close it."""
 
-    __slots__ = ("_conn", "_pool", "headers", "reason", "status")
+    __slots__ = ("_closed", "_conn", "_pool", "headers", "reason", "status")
 
     def __init__(self, pool: Pool, conn: _Connection) -> None:
         self._pool, self._conn = pool, conn
+        self._closed = False
         self.status = conn.status
         self.reason = conn.reason.decode("latin-1")
         self.headers = conn.headers
@@ -234,7 +238,9 @@ class Response:
 
     def close(self) -> None:
         """Give the connection back if the body was read to its end, else drop it."""
-        self._pool.give_back(self._conn)
+        if not self._closed:
+            self._closed = True
+            self._pool.give_back(self._conn)
 
 
 class Pool:
@@ -270,8 +276,10 @@ class Pool:
         ).encode("latin-1")
         data = head + self._fixed + b"\r\n" + body
         while True:
-            conn = self._idle.pop() if self._idle else await self._connect()
-            if conn.closed:
+            conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = await self._connect()
+            elif conn.closed:
                 continue  # the server closed it while it was idle
             conn.send(data)
             try:
