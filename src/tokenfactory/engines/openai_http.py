@@ -11,7 +11,7 @@ import anyio
 import httpx
 
 from tokenfactory.engines.base import Delta, Engine, EngineError, EngineRequest, Load, Usage
-from tokenfactory.engines.http1 import HttpError, HttpTimeout, Pool
+from tokenfactory.engines.http1 import HttpError, HttpTimeout, Pool, Response
 
 _RUNNING = "vllm:num_requests_running"
 _WAITING = "vllm:num_requests_waiting"
@@ -54,8 +54,6 @@ def parse_vllm_metrics(text: str) -> Load | None:
 # Compact, UTF-8 as it is; a NaN goes as such and the engine answers it. Made once: a
 # json.dumps with options builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 _DECODER = json.JSONDecoder()
 
 
@@ -222,15 +220,9 @@ class OpenAIEngine:
         path, body = prepare()
         started = finished = False
         usage: Usage | None = None
+        response: Response | None = None
         try:
             response = await self.pool.request("POST", path, _json_bytes(body), "application/json")
-        except HttpTimeout as exc:
-            raise EngineError(f"{self.name}: timed out ({exc})") from exc
-        except HttpError as exc:
-            raise EngineError(f"{self.name}: {exc}") from exc
-        # Closing it before its end (the caller closed this generator, or an error) drops
-        # the connection: the server aborts the request.
-        try:
             if response.status >= 400:
                 message = _error_text(response.reason, await response.read())
                 raise EngineError(
@@ -264,7 +256,10 @@ class OpenAIEngine:
         except (ValueError, TypeError, AttributeError) as exc:  # not JSON, or not a chunk
             raise EngineError(f"{self.name}: bad stream chunk: {exc}", started=started) from exc
         finally:
-            response.close()
+            # Closed before its end (the caller closed this generator, or an error), the
+            # response drops its connection: the server aborts the request.
+            if response is not None:
+                response.close()
         if not finished:
             # llama-cpp-python ends an interrupted request with a bare [DONE], for one.
             raise EngineError(f"{self.name}: stream ended without a finish", started=started)
