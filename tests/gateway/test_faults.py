@@ -5,11 +5,12 @@ probed back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from servers import free_port, serving
 
 from tokenfactory.config.factory import FactoryFile, QueueLimitsSpec, ReplicaSpec, ServerSpec
 from tokenfactory.config.load import load_model_text
+from tokenfactory.engines.base import Delta, EngineError, Usage
+from tokenfactory.gateway.faults import Timeouts, guarded
 
 MAX_TOKENS = 12
 # First-token and stall timeouts: far above what a healthy twin needs on a busy machine.
@@ -350,3 +353,51 @@ def test_the_documented_fault_and_queue_settings_are_the_defaults() -> None:
     assert documented.scheduler.queue_limits == QueueLimitsSpec()
     for heading in ("## Engine faults", "## Overload: queue limits"):
         assert heading in doc
+
+
+async def _tokens(gaps: list[float], closed: list[bool]) -> AsyncGenerator[Delta | Usage, None]:
+    """An engine stream: a token after each gap, then the finish; notes being closed."""
+    try:
+        for gap in gaps:
+            await asyncio.sleep(gap)  # the engine's own pace, the thing under test
+            yield Delta("w ")
+        yield Delta("", "stop")
+    finally:
+        closed.append(True)
+
+
+async def _guard(gaps: list[float], first_s: float, stall_s: float, pause_s: float = 0.0) -> int:
+    """Run a guarded stream, the consumer taking `pause_s` per token; tokens it got."""
+    closed: list[bool] = []
+    got = 0
+    try:
+        async for _ in guarded("e", _tokens(gaps, closed), Timeouts(first_s, stall_s)):
+            got += 1
+            await asyncio.sleep(pause_s)  # a slow client: not the engine's time
+    finally:
+        assert closed == [True]  # the engine's stream is closed whatever happened
+    return got
+
+
+def test_guarded_fails_an_overdue_first_or_next_token_as_an_engine_fault() -> None:
+    with pytest.raises(EngineError, match=r"no first token within 0\.1s") as caught:
+        asyncio.run(_guard([5.0], first_s=0.1, stall_s=10))
+    assert not caught.value.started and caught.value.status is None
+    with pytest.raises(EngineError, match=r"no next token within 0\.1s") as caught:
+        asyncio.run(_guard([0.0, 0.0, 5.0], first_s=10, stall_s=0.1))
+    assert caught.value.started
+
+
+def test_guarded_counts_only_the_engine_s_time_not_the_consumer_s() -> None:
+    assert asyncio.run(_guard([0.0, 0.0, 0.0], first_s=0.2, stall_s=0.2, pause_s=0.4)) == 4
+
+
+def test_guarded_lets_a_cancellation_from_elsewhere_through() -> None:
+    async def cancelled() -> None:
+        task = asyncio.create_task(_guard([5.0], first_s=0.2, stall_s=0.2))
+        await asyncio.sleep(0.05)  # the stream is waiting for its first token
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # not taken for an overdue token
+            await task
+
+    asyncio.run(cancelled())

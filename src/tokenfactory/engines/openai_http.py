@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 
 from tokenfactory.engines.base import Delta, Engine, EngineError, EngineRequest, Load, Usage
+from tokenfactory.engines.http1 import HttpError, HttpTimeout, Pool, Response
 
 _RUNNING = "vllm:num_requests_running"
 _WAITING = "vllm:num_requests_waiting"
@@ -51,12 +51,32 @@ def parse_vllm_metrics(text: str) -> Load | None:
     )
 
 
-def _error_text(response: httpx.Response) -> str:
+# Compact, UTF-8 as it is; a NaN goes as such and the engine answers it. Made once: a
+# json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """A request body as JSON."""
+    return _ENCODER.encode(body).encode()
+
+
+def _json_value(payload: bytes) -> Any:
+    """A stream chunk's JSON, checked as json.loads does, at half its cost for a chunk."""
+    text = payload.decode()
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON value, at {end}")
+    return value
+
+
+def _error_text(reason: str, content: bytes) -> str:
     """The message an OpenAI-style (or FastAPI-style) error body carries."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
-        return response.text[:500] or response.reason_phrase
+        return content.decode(errors="replace")[:500] or reason
     if isinstance(body, dict):
         error = body.get("error", body.get("detail"))
         if isinstance(error, dict) and "message" in error:
@@ -64,6 +84,16 @@ def _error_text(response: httpx.Response) -> str:
         if error is not None:
             return str(error)[:500]
     return str(body)[:500]
+
+
+def _sse_data(buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
+    """The `data:` payloads of the whole lines in `buffer`, and what follows the last one.
+
+    Blank separators, `: ping` comments and `event:` lines carry nothing the gateway uses.
+    """
+    lines = buffer.split(b"\n")
+    rest = b"" if final else lines.pop()
+    return [line[5:].strip() for line in lines if line.startswith(b"data:")], rest
 
 
 def _usage(data: dict[str, Any]) -> Usage:
@@ -105,12 +135,22 @@ class OpenAIEngine:
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client: httpx.AsyncClient | None = None
+        self._pool: Pool | None = None
         self._tokenize_path: str | None = None  # learnt on the first count_tokens
         self._bos_tokens: int | None = None  # what /extras/tokenize adds to any text
 
     @property
+    def pool(self) -> Pool:
+        """The keep-alive connections generations stream over, opened on first use."""
+        if self._pool is None:
+            connect = self._timeout.connect
+            assert connect is not None and self._timeout.read is not None
+            self._pool = Pool(self.base_url, self._headers, connect, self._timeout.read)
+        return self._pool
+
+    @property
     def client(self) -> httpx.AsyncClient:
-        """The pooled HTTP client, opened on first use."""
+        """The HTTP client for health, metrics and tokenize, opened on first use."""
         if self._client is None:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
@@ -131,7 +171,10 @@ class OpenAIEngine:
         raise EngineError(f"{self.name}: no answer from {self.base_url} in {self.ready_timeout}s")
 
     async def stop(self) -> None:
-        """Close the client's connections."""
+        """Close the clients' connections."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -159,71 +202,91 @@ class OpenAIEngine:
         body["messages"] = messages
         return "/v1/chat/completions", body
 
-    async def stream(self, request: EngineRequest) -> AsyncGenerator[Delta | Usage, None]:
+    def stream(self, request: EngineRequest) -> AsyncGenerator[Delta | Usage, None]:
         """Generated text as it comes, then Usage if the engine reports it."""
-        path, body = self.request_body(request)
-        # aclosing: closing this stream closes the inner one now, not when collected.
-        async with contextlib.aclosing(self.stream_body(path, body)) as items:
-            async for item in items:
-                yield item
+        return self._exchange(lambda: self.request_body(request))
 
-    async def stream_body(
-        self, path: str, body: dict[str, Any]
-    ) -> AsyncGenerator[Delta | Usage, None]:
+    def stream_body(self, path: str, body: dict[str, Any]) -> AsyncGenerator[Delta | Usage, None]:
         """Stream a prepared request body: one Delta per text piece, then Usage if sent."""
+        return self._exchange(lambda: (path, body))
+
+    async def _exchange(
+        self, prepare: Callable[[], tuple[str, dict[str, Any]]]
+    ) -> AsyncGenerator[Delta | Usage, None]:
+        """One generation: `prepare` gives its path and body, and fails as the stream does.
+
+        One generator, not one per caller wrapping another: each token passes every layer.
+        """
+        path, body = prepare()
         started = finished = False
         usage: Usage | None = None
+        response: Response | None = None
         try:
-            # Leaving this block early (the caller closed the generator) closes the
-            # response unread, which drops the connection: the server aborts the request.
-            async with self.client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    message = f"{self.name}: HTTP {response.status_code}: {_error_text(response)}"
-                    raise EngineError(message, status=response.status_code)
-                done = False
-                # Read on to the end of the body after [DONE] (servers close it there): a
-                # response left unread drops the connection, and each request would pay
-                # for a new one.
-                async for line in response.aiter_lines():
-                    if done or not line.startswith("data:"):
-                        continue  # blank separators, `: ping` comments, `event:` lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
+            response = await self.pool.request("POST", path, _json_bytes(body), "application/json")
+            if response.status >= 400:
+                message = _error_text(response.reason, await response.read())
+                raise EngineError(
+                    f"{self.name}: HTTP {response.status}: {message}", status=response.status
+                )
+            done = False
+            rest = b""
+            while True:
+                data = await response.receive()
+                payloads, rest = _sse_data(rest + data, final=not data)
+                for payload in payloads:
+                    # Read on to the end of the body after [DONE] (servers close it there):
+                    # a response left unread drops the connection, and each request would
+                    # pay for a new one.
+                    if done:
+                        continue
+                    if payload == b"[DONE]":
                         done = True
                         continue
-                    chunk = json.loads(data)
-                    if isinstance(chunk.get("error"), dict):
-                        error = chunk["error"]
-                        code = error.get("code")
-                        raise EngineError(
-                            f"{self.name}: {error.get('message', error)}",
-                            started=started,
-                            status=code if isinstance(code, int) else None,
-                        )
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"])  # some servers repeat it: keep the last
-                    for choice in chunk.get("choices") or ():
-                        if choice.get("index", 0) != 0:
-                            continue
-                        delta = choice.get("delta")
-                        text = delta.get("content") if delta is not None else choice.get("text")
-                        reason = choice.get("finish_reason")
-                        if text is None and reason is None:
-                            continue  # a role-only opening chunk
-                        started, finished = True, reason is not None
-                        yield Delta(text or "", reason)
-        except httpx.TimeoutException as exc:
-            raise EngineError(f"{self.name}: timed out ({exc!r})", started=started) from exc
-        except httpx.HTTPError as exc:
-            raise EngineError(f"{self.name}: {exc!r}", started=started) from exc
+                    delta, sent = self._chunk(payload, started)
+                    usage = sent or usage  # some servers repeat it: keep the last
+                    if delta is not None:
+                        started, finished = True, delta.finish_reason is not None
+                        yield delta
+                if not data:
+                    break
+        except HttpTimeout as exc:
+            raise EngineError(f"{self.name}: timed out ({exc})", started=started) from exc
+        except HttpError as exc:
+            raise EngineError(f"{self.name}: {exc}", started=started) from exc
         except (ValueError, TypeError, AttributeError) as exc:  # not JSON, or not a chunk
             raise EngineError(f"{self.name}: bad stream chunk: {exc}", started=started) from exc
+        finally:
+            # Closed before its end (the caller closed this generator, or an error), the
+            # response drops its connection: the server aborts the request.
+            if response is not None:
+                response.close()
         if not finished:
             # llama-cpp-python ends an interrupted request with a bare [DONE], for one.
             raise EngineError(f"{self.name}: stream ended without a finish", started=started)
         if usage is not None:
             yield usage
+
+    def _chunk(self, payload: bytes, started: bool) -> tuple[Delta | None, Usage | None]:
+        """What one stream chunk carries: choice 0's text piece and usage, each if any."""
+        chunk = _json_value(payload)
+        if isinstance(chunk.get("error"), dict):
+            error = chunk["error"]
+            code = error.get("code")
+            raise EngineError(
+                f"{self.name}: {error.get('message', error)}",
+                started=started,
+                status=code if isinstance(code, int) else None,
+            )
+        usage = _usage(chunk["usage"]) if chunk.get("usage") else None
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if delta is not None else choice.get("text")
+            reason = choice.get("finish_reason")
+            if text is not None or reason is not None:  # not a role-only opening chunk
+                return Delta(text or "", reason), usage
+        return None, usage
 
     async def status_of(self, url: str, timeout: float = _PROBE_TIMEOUT) -> int | None:
         """GET `url`: its HTTP status, or None if the engine is unreachable."""
@@ -260,8 +323,10 @@ class OpenAIEngine:
         if response.status_code in _ABSENT:
             return None
         if response.status_code >= 400:
-            message = f"{self.name}: HTTP {response.status_code}: {_error_text(response)}"
-            raise EngineError(message, status=response.status_code)
+            text = _error_text(response.reason_phrase, response.content)
+            raise EngineError(
+                f"{self.name}: HTTP {response.status_code}: {text}", status=response.status_code
+            )
         data: dict[str, Any] = response.json()
         return data
 

@@ -10,11 +10,11 @@ cannot be taken back, so its client gets a clean error and pays for what it rece
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-
-import anyio
+from typing import Any
 
 from tokenfactory.engines.base import Delta, EngineError, Usage
 
@@ -39,24 +39,83 @@ def retriable(error: EngineError, delivered: str, retries: int) -> bool:
     return is_fault(error) and not delivered and retries < RETRIES
 
 
+class _Watch:
+    """The deadline of the token being awaited, and one timer that enforces it.
+
+    A timer per token (anyio's scopes, asyncio.timeout) costs more than the token's own
+    handling. This one is armed only when none is pending: on firing it finds the wait
+    ended or its deadline moved on, and is armed again for that deadline, so it fires
+    about once per timeout, not once per token.
+    """
+
+    __slots__ = ("_cancelling", "_loop", "_task", "_timer", "due", "expired")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0  # the task's pending cancellations when the wait began
+        self._timer: asyncio.TimerHandle | None = None
+        self.due: float | None = None  # None while no token is awaited
+        self.expired = False  # whether it cancelled the task for a token overdue
+
+    def begin(self, limit: float) -> None:
+        """A wait for a token begins, in the current task; it may last `limit` seconds."""
+        self._task = asyncio.current_task(self._loop)
+        assert self._task is not None
+        self._cancelling = self._task.cancelling()
+        self.due = due = self._loop.time() + limit
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(due, self._fire)
+
+    def overdue(self) -> bool:
+        """Whether a CancelledError that ended the wait was this watch's, and its alone."""
+        assert self._task is not None
+        return self.expired and self._task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        """Stop watching."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self.due is None or self._task is None:
+            return  # no wait now: the next one arms it again
+        if self._loop.time() < self.due:
+            self._timer = self._loop.call_at(self.due, self._fire)
+            return
+        self.expired = True
+        self._task.cancel()
+
+
 async def guarded(
     name: str, items: AsyncGenerator[Delta | Usage, None], timeouts: Timeouts
 ) -> AsyncGenerator[Delta | Usage, None]:
     """An engine's stream that fails with EngineError when a token is overdue."""
     started = False
-    async with contextlib.aclosing(items):  # closing this stream closes the engine's now
-        while True:
-            limit = timeouts.stall_s if started else timeouts.first_token_s
-            # A bare scope, not fail_after (a generator-made context manager around one):
-            # this runs for every token. Only its deadline can cancel it.
-            with anyio.CancelScope(deadline=anyio.current_time() + limit) as overdue:
+    watch = _Watch()
+    try:
+        async with contextlib.aclosing(items):  # closing this stream closes the engine's now
+            while True:
+                limit = timeouts.stall_s if started else timeouts.first_token_s
+                watch.begin(limit)
                 try:
-                    item = await items.__anext__()
+                    item = await anext(items)
                 except StopAsyncIteration:
                     return
-            if overdue.cancelled_caught:
-                what = "next token" if started else "first token"
-                message = f"{name}: no {what} within {limit:g}s"
-                raise EngineError(message, started=started)
-            started = started or isinstance(item, Delta)
-            yield item
+                except asyncio.CancelledError:
+                    if not watch.overdue():
+                        raise
+                    what = "next token" if started else "first token"
+                    message = f"{name}: no {what} within {limit:g}s"
+                    raise EngineError(message, started=started) from None
+                finally:
+                    watch.due = None
+                started = started or isinstance(item, Delta)
+                yield item
+    finally:
+        watch.close()

@@ -9,6 +9,7 @@ describing what the client actually received, for the meter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
@@ -120,8 +121,11 @@ class Run:
         if not job.tier.preemptible or self.result.text or failed:
             return await self.dispatcher.acquire(job, self.session, failed)
         patience = job.tier.patience_s - (time.monotonic() - self.arrived)
-        with anyio.move_on_after(patience):
-            return await self.dispatcher.acquire(job, self.session, failed)
+        try:
+            async with asyncio.timeout(patience):  # asyncio's: cheaper than anyio's scope
+                return await self.dispatcher.acquire(job, self.session, failed)
+        except TimeoutError:
+            pass
         raise RateLimited(
             f"the {job.tier.name} tier could not start this request within its "
             f"patience of {job.tier.patience_s:g}s; retry later",
