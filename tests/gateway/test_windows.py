@@ -36,6 +36,7 @@ def test_bad_windows_are_refused_in_openais_shape_and_lose_nothing(
         ({"since": "1767225600", "until": "1767225599.5"}, "until", "must be after since"),
         ({"window": "1h", "since": "1767225600"}, "window", "either window or since"),
         ({"window": "0m"}, "window", "15m, 1h or 7d"),
+        ({"window": ""}, "window", "15m, 1h or 7d"),
         # Entirely before the gateway started, or entirely in the future: nothing to report.
         ({"since": before, "until": (started - timedelta(hours=1)).isoformat()}, "since", "empty"),
         ({"since": str(soon.timestamp())}, "since", "empty"),

@@ -68,6 +68,7 @@ def create_app(floor: Floor) -> FastAPI:
             # Last pushed, first stopped; the first failure is raised once all have run.
             async with contextlib.AsyncExitStack() as stopping:
                 stopping.push_async_callback(anyio.to_thread.run_sync, floor.ledger.close)
+                stopping.push_async_callback(anyio.to_thread.run_sync, generator.journal.stop)
                 stopping.push_async_callback(generator.buckets.close)
                 for engine in reversed(floor.engines):
                     stopping.push_async_callback(engine.stop)

@@ -48,8 +48,12 @@ class Journal:
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         # Its own thread: a hop costs less than through anyio's shared pool, and rounds
-        # never wait behind other blocking work. The thread ends with the journal.
+        # never wait behind other blocking work.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="journal")
+
+    def stop(self) -> None:
+        """End the journal's thread once the round it runs, if any, has committed."""
+        self._thread.shutdown(wait=True)
 
     async def open(self, event: UsageEvent, reserve_micros: int) -> bool:
         """Reserve budget and open the request's row; False when the budget cannot cover it."""

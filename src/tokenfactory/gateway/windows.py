@@ -67,7 +67,7 @@ def bounds(
     now = datetime.now(UTC)
     end = now if until is None else moment(until, "until")
     if since is None:
-        start = end - timedelta(seconds=window_s(window or default))
+        start = end - timedelta(seconds=window_s(default if window is None else window))
     else:
         start = moment(since, "since")
         if until is not None and end <= start:
