@@ -96,8 +96,8 @@ def split_message(buffer: bytes) -> tuple[bytes, bytes, bytes] | None:
     return head, buffer[end + 4 : stop], buffer[stop:]
 
 
-class Upstream(asyncio.Protocol):
-    """One keep-alive connection to the instant upstream."""
+class Requests(asyncio.Protocol):
+    """A server connection that hands each whole request it reads to `request`."""
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -111,12 +111,19 @@ class Upstream(asyncio.Protocol):
         self.buffer += data
         while (message := split_message(self.buffer)) is not None:
             head, body, self.buffer = message
-            self.respond(head.decode("latin-1").split(" ", 2), body)
+            self.request(head, body)
 
-    def respond(self, request_line: list[str], body: bytes) -> None:
+    def request(self, head: bytes, body: bytes) -> None:
+        raise NotImplementedError
+
+
+class Upstream(Requests):
+    """One keep-alive connection to the instant upstream."""
+
+    def request(self, head: bytes, body: bytes) -> None:
         """Answer one request: chat completions, a health check, or 404."""
         assert self.transport is not None
-        method, path = request_line[0], request_line[1]
+        method, path, _ = head.decode("latin-1").split(" ", 2)
         status, kind, payload = b"404 Not Found", b"application/json", b'{"error":"not found"}'
         if method == "POST" and path.endswith("/chat/completions"):
             status = b"200 OK"
@@ -235,26 +242,18 @@ class PoolConnection(asyncio.Protocol):
             self.client.transport.close()
 
 
-class PassThrough(asyncio.Protocol):
+class PassThrough(Requests):
     """One client connection: its requests read one by one, each sent through the pool
     once the one before it was answered (HTTP/1.1 answers in order)."""
 
     def __init__(self, pool: Pool) -> None:
+        super().__init__()
         self.pool = pool
-        self.buffer = b""
         self.waiting: list[bytes] = []
         self.busy = False
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (message := split_message(self.buffer)) is not None:
-            head, body, self.buffer = message
-            self.waiting.append(head + b"\r\n\r\n" + body)
+    def request(self, head: bytes, body: bytes) -> None:
+        self.waiting.append(head + b"\r\n\r\n" + body)
         self.next()
 
     def answered(self) -> None:

@@ -104,14 +104,7 @@ def test_report_command_prints_the_books_as_json(
     gw = make_gateway([twin], database=database)
     c = client(gw, gw.key("acme"))
     c.completions.create(model="llama-3.1-8b", prompt="for the books", max_tokens=6)
-    factory = tmp_path / "factory-0.toml"  # the file the gateway was built from
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["tokenfactory", "report", "--json", "--config", str(factory), "--database", database],
-    )
-    main()
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(report_command(tmp_path, database, monkeypatch, capsys, "--json"))
     for field in (
         "tokens",
         "revenue_usd",
@@ -142,9 +135,15 @@ def test_report_command_prints_the_ledgers_exact_micro_dollars(
     c.completions.create(model="llama-3.1-8b", prompt="a tiny sale", max_tokens=3)
     revenue = sum(e.revenue_micros for e in gw.ledger.events())
     assert 0 < revenue < 100  # under a hundredth of a cent: four places would print 0.0000
-    factory = tmp_path / "factory-0.toml"
-    argv = ["tokenfactory", "report", "--config", str(factory), "--database", database]
+    out = report_command(tmp_path, database, monkeypatch, capsys)
+    assert f"revenue ${Decimal(revenue) / 1_000_000:.6f}" in out
+
+
+def report_command(tmp_path, database: str, monkeypatch, capsys, *flags: str) -> str:  # type: ignore[no-untyped-def]
+    """What `tokenfactory report` prints for the ledger of the gateway made in tmp_path."""
+    factory = tmp_path / "factory-0.toml"  # the file the gateway was built from
+    argv = ["tokenfactory", "report", *flags, "--config", str(factory), "--database", database]
     monkeypatch.setattr(sys, "argv", argv)
     main()
-    out = capsys.readouterr().out
-    assert f"revenue ${Decimal(revenue) / 1_000_000:.6f}" in out
+    out: str = capsys.readouterr().out
+    return out
