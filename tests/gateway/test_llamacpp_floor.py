@@ -107,3 +107,30 @@ def test_an_engine_that_dies_mid_request_fails_cleanly_and_traffic_moves_on(
     after = c.completions.create(model="smollm2-135m", prompt="still there?", max_tokens=4)
     moved = gw.ledger.event(after.id)
     assert moved is not None and moved.replica != event.replica and moved.output_tokens == 4
+
+
+def test_a_request_the_engine_refuses_is_the_clients_400_and_costs_nothing(
+    tiny: Path, make_gateway: MakeGateway
+) -> None:
+    """A prompt the gateway's estimate lets through (about four characters a token) but
+    the engine finds longer than its context: the engine says 400, and so does the
+    gateway, in OpenAI's shape, with the engine's reason; nothing is billed, and the
+    replica stays in service (it is the request's fault, not the engine's)."""
+    gw = make_gateway(text=factory(tiny, 1))
+    key = gw.key()
+    headers = {"Authorization": f"Bearer {key}"}
+    prompt = "\u00e9\u00df\u00f8" * 400  # 1,200 characters, over 2,048 tokens (2 a character)
+    body = {"model": "smollm2-135m", "prompt": prompt, "max_tokens": 4}
+    r = httpx.post(gw.v1 + "/completions", json=body, headers=headers, timeout=120)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and "engine refused" in error["message"]
+    assert "context" in error["message"]
+    assert gw.ledger.events() == [] or all(e.revenue_micros == 0 for e in gw.ledger.events())
+    ok = httpx.post(
+        gw.v1 + "/completions",
+        json={"model": "smollm2-135m", "prompt": "abc", "max_tokens": 3},
+        headers=headers,
+        timeout=120,
+    )
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 3

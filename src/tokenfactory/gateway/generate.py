@@ -39,6 +39,7 @@ from tokenfactory.errors import (
     UnknownId,
 )
 from tokenfactory.gateway import openai_types as oa
+from tokenfactory.gateway.faults import is_fault
 from tokenfactory.gateway.floor import Result, Run
 from tokenfactory.gateway.journal import Journal, Tab
 from tokenfactory.gateway.limits import RateLimiter
@@ -141,6 +142,8 @@ class Generator:
             raise
         except EngineError as e:
             await self._finish(run, ticket)
+            if not is_fault(e):  # the engine judged the request itself bad: the client's 4xx
+                raise BadInput(f"the engine refused the request: {e}") from None
             raise EngineUnavailable(f"the engine failed before answering: {e}") from None
         except BaseException:
             await self._finish(run, ticket)
