@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,13 +64,7 @@ class Server:
     params=[
         pytest.param("asyncio", id="asyncio"),
         # The gateway serves on uvloop where it is installed: its transports differ.
-        pytest.param(
-            ("asyncio", {"use_uvloop": True}),
-            id="uvloop",
-            marks=pytest.mark.skipif(
-                importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
-            ),
-        ),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
     ]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> object:
@@ -302,3 +295,24 @@ async def test_nothing_listening_is_a_connect_error() -> None:
 def test_only_http_urls_make_a_pool() -> None:
     with pytest.raises(ValueError, match="not an http"):
         Pool("unix:///tmp/socket", {}, 1.0, 1.0)
+
+
+async def test_closing_the_pool_closes_the_connections_serving_requests_too() -> None:
+    """An engine stopped while a response is still being read: its connection closes at
+    once (the server sees it go), the reader fails, and giving the response back after
+    the pool closed keeps nothing open (a socket nobody would ever close)."""
+
+    async def slow(x: Exchange) -> None:
+        x.writer.write(head("200 OK", "content-length: 10") + b"half")
+
+    async with serving(slow) as (server, pool):
+        response = await pool.request("POST", "/s", b"{}", "application/json")
+        assert await response.receive() == b"half"
+        pool.close()
+        await asyncio.wait_for(server.ended.wait(), 5)  # the server saw the connection close
+        with pytest.raises(HttpError):
+            await response.receive()
+        response.close()
+        assert pool._idle == [] and pool._busy == set()
+        with pytest.raises(HttpError, match="closed"):
+            await pool.request("POST", "/s", b"{}", "application/json")

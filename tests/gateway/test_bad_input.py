@@ -75,6 +75,18 @@ def test_each_bad_request_is_a_clean_4xx_and_the_server_keeps_serving(gw: Gatewa
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4
 
 
+def test_a_query_parameter_given_twice_is_refused_and_named(gw: Gateway) -> None:
+    """No route takes a list: `?after=a&after=b` would be read as one of them, an answer
+    to a question the client did not ask."""
+    headers = {"Authorization": f"Bearer {gw.key()}"}
+    for url in (gw.v1 + "/batches?after=a&after=b", gw.v1 + "/batches?limit=5&limit=7"):
+        r = httpx.get(url, headers=headers)
+        assert_error(r, 400, None, url.rsplit("&", 1)[1].split("=")[0])
+        assert "more than once" in r.json()["error"]["message"]
+    ok = httpx.get(gw.v1 + "/batches?limit=5&after=", headers=headers)
+    assert ok.status_code == 200 and ok.json()["data"] == []
+
+
 def test_an_output_cap_past_the_context_names_the_field_the_client_sent(gw: Gateway) -> None:
     key = gw.key()
     bare = {k: v for k, v in CHAT.items() if k != "max_tokens"}

@@ -268,6 +268,8 @@ class Pool:
         fixed = {"host": parts.netloc.rpartition("@")[2], **headers}
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
         self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()  # serving a request: closed with the pool too
+        self._closed = False
 
     async def request(self, method: str, path: str, body: bytes, content_type: str) -> Response:
         """Send a request; the response once its head has arrived."""
@@ -277,37 +279,48 @@ class Pool:
         ).encode("latin-1")
         data = head + self._fixed + b"\r\n" + body
         while True:
+            if self._closed:
+                raise HttpError(f"ConnectError: {self._where}: the client is closed")
             conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = await self._connect()
             elif conn.closed:
                 continue  # the server closed it while it was idle
+            self._busy.add(conn)
             conn.send(data)
             try:
                 await conn.head()
             except Dropped:
-                conn.close()
+                self._drop(conn)
                 if conn.reused and not conn.got_bytes:
                     continue  # closed by the server as the request went out: it never ran
                 raise
             except BaseException:  # an error, a timeout, or the caller gave up waiting
-                conn.close()
+                self._drop(conn)
                 raise
             return Response(self, conn)
 
     def give_back(self, conn: _Connection) -> None:
-        """Keep a connection whose response was read to the end; drop any other."""
-        if conn.reusable() and len(self._idle) < IDLE_KEPT:
+        """Keep a connection whose response was read to the end; drop any other (and
+        every one once the pool is closed: nothing would ever close it)."""
+        self._busy.discard(conn)
+        if not self._closed and conn.reusable() and len(self._idle) < IDLE_KEPT:
             conn.reused = True
             self._idle.append(conn)
         else:
             conn.close()
 
     def close(self) -> None:
-        """Close the idle connections (those in use close when their responses do)."""
-        for conn in self._idle:
+        """Close every connection, idle or serving a request (whose reader then fails)."""
+        self._closed = True
+        for conn in [*self._idle, *self._busy]:
             conn.close()
         self._idle.clear()
+        self._busy.clear()
+
+    def _drop(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
+        conn.close()
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

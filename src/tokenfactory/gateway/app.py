@@ -34,6 +34,7 @@ from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
 from tokenfactory.gateway.liveness import Liveness
 from tokenfactory.gateway.metrics import FloorMetrics
+from tokenfactory.gateway.query import SingleValuedQuery
 from tokenfactory.gateway.redis_buckets import RedisBuckets
 from tokenfactory.gateway.runtime import Floor
 from tokenfactory.gateway.windows import bounds, window_s
@@ -122,6 +123,7 @@ def create_app(floor: Floor) -> FastAPI:
     for path, handler in completion_routes.items():
         app.post(path)(handler)
     app.add_middleware(DirectRoutes, routes=completion_routes)
+    app.add_middleware(SingleValuedQuery)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
