@@ -99,15 +99,18 @@ def test_fit_leaves_the_fp4_fraction_alone_when_no_row_runs_fp4(catalog: Catalog
     assert fitted != start  # the other parameters did move
 
 
+def measured_as(row: Measurement, truth: Efficiency, catalog: Catalog) -> Measurement:
+    """`row` with the throughput the model predicts under `truth`: data a fit must recover."""
+    return dataclasses.replace(
+        row, output_tokens_per_s=predict(row, truth, catalog).output_tokens_per_s
+    )
+
+
 def test_fit_finds_a_slower_fp4_fraction_from_an_fp4_row(catalog: Catalog) -> None:
     truth = dataclasses.replace(START, fp4_compute=0.3)
-    fp8 = dataclasses.replace(
-        SMALL, output_tokens_per_s=predict(SMALL, truth, catalog).output_tokens_per_s
-    )
+    fp8 = measured_as(SMALL, truth, catalog)
     fp4_row = dataclasses.replace(SMALL, precision="fp4")
-    fp4 = dataclasses.replace(
-        fp4_row, output_tokens_per_s=predict(fp4_row, truth, catalog).output_tokens_per_s
-    )
+    fp4 = measured_as(fp4_row, truth, catalog)
     assert predict(fp4_row, START, catalog).errors()["output_tokens_per_s"] > 0.3  # too fast
     fitted = fit([fp8, fp4], START, catalog, 1, 60)
     assert fitted.fp4_compute is not None and fitted.fp4_compute < 0.45
@@ -119,13 +122,9 @@ def test_fit_takes_the_dispatch_cost_from_moe_rows_and_the_rest_from_dense_ones(
     catalog: Catalog,
 ) -> None:
     truth = dataclasses.replace(START, dispatch_bytes=60.0)
-    dense = dataclasses.replace(
-        SMALL, output_tokens_per_s=predict(SMALL, truth, catalog).output_tokens_per_s
-    )
+    dense = measured_as(SMALL, truth, catalog)
     moe_row = dataclasses.replace(SMALL, model="qwen3-30b-a3b")
-    moe = dataclasses.replace(
-        moe_row, output_tokens_per_s=predict(moe_row, truth, catalog).output_tokens_per_s
-    )
+    moe = measured_as(moe_row, truth, catalog)
     assert predict(moe_row, START, catalog).errors()["output_tokens_per_s"] > 0.2  # too fast
     fitted = fit([dense, moe], START, catalog, 1, 30)
     alone = fit([dense], START, catalog, 1, 30)

@@ -121,11 +121,9 @@ class Run:
         if not job.tier.preemptible or self.result.text or failed:
             return await self.dispatcher.acquire(job, self.session, failed)
         patience = job.tier.patience_s - (time.monotonic() - self.arrived)
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(patience):  # asyncio's: cheaper than anyio's scope
                 return await self.dispatcher.acquire(job, self.session, failed)
-        except TimeoutError:
-            pass
         raise RateLimited(
             f"the {job.tier.name} tier could not start this request within its "
             f"patience of {job.tier.patience_s:g}s; retry later",
