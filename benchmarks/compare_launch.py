@@ -119,6 +119,11 @@ def passthrough(work: Path, upstream_port: int) -> Target:
     return _server("passthrough", "passthrough", work, GATEWAY_CORE, "--to", str(upstream_port))
 
 
+def asgi(work: Path, upstream_port: int) -> Target:
+    """The bare pass-through on uvicorn (tokenfactory's server), on the gateway core."""
+    return _server("asgi", "asgi", work, GATEWAY_CORE, "--to", str(upstream_port))
+
+
 def tokenfactory(work: Path, upstream_port: int, ledger: Ledger) -> Target:
     """`tokenfactory serve`: value scheduling, metering into `ledger` (work/ledger.db)."""
     port = free_port()

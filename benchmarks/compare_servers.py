@@ -11,9 +11,15 @@
   again. No auth, no JSON, no accounting: the limit for a proxy that routes requests,
   where `relay` only joins connections.
 
-Both are plain asyncio protocols, no framework, so that neither is the bottleneck.
+- `asgi`: the same pass-through as a bare ASGI application on uvicorn with uvloop and
+  httptools, tokenfactory's own server: what any gateway built on an ASGI server pays
+  before it does anything of its own (LiteLLM's proxy runs on uvicorn too). Each request's
+  body is read through `receive`, sent over the same pool, and the response copied back
+  through `send` as it arrives.
+
+The others are plain asyncio protocols, no framework, so that none is the bottleneck.
 Run: `python benchmarks/compare_servers.py upstream --port P` or
-`python benchmarks/compare_servers.py relay|passthrough --port P --to UPSTREAM_PORT`.
+`python benchmarks/compare_servers.py relay|passthrough|asgi --port P --to UPSTREAM_PORT`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import argparse
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Protocol, cast
 
 WORDS = ("The", " factory", " makes", " tokens", " and", " sells", " them", " by", " tier.")
 MAX_TOKENS = 64  # an instant answer still has a length; longer asks are cut here
@@ -104,8 +110,7 @@ class Requests(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -195,7 +200,7 @@ class Pool:
         self.port = port
         self.idle: list[PoolConnection] = []
 
-    async def send(self, request: bytes, client: PassThrough) -> None:
+    async def send(self, request: bytes, client: Receiver) -> None:
         """Send one whole request; its response goes to `client` as it comes."""
         if self.idle:
             conn = self.idle.pop()
@@ -207,28 +212,37 @@ class Pool:
         conn.forward(request, client)
 
 
+class Receiver(Protocol):
+    """Whoever a pooled connection hands a response to, piece by piece."""
+
+    def piece(self, data: bytes) -> None: ...
+
+    def answered(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+
 class PoolConnection(asyncio.Protocol):
     """One upstream connection of the pool: busy with one response at a time."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.client: PassThrough | None = None
+        self.client: Receiver | None = None
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
-    def forward(self, request: bytes, client: PassThrough) -> None:
+    def forward(self, request: bytes, client: Receiver) -> None:
         assert self.transport is not None
         self.client = client
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
-        assert client is not None and client.transport is not None  # it speaks when asked
-        client.transport.write(data)
+        assert client is not None  # it speaks when asked
+        client.piece(data)
         self.buffer += data
         if split_message(self.buffer) is not None:  # the response ended: free again
             self.buffer, self.client = b"", None
@@ -238,8 +252,8 @@ class PoolConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self.pool.idle:
             self.pool.idle.remove(self)
-        if self.client is not None and self.client.transport is not None:
-            self.client.transport.close()
+        if self.client is not None:
+            self.client.lost()
 
 
 class PassThrough(Requests):
@@ -256,14 +270,84 @@ class PassThrough(Requests):
         self.waiting.append(head + b"\r\n\r\n" + body)
         self.next()
 
+    def piece(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
     def answered(self) -> None:
         self.busy = False
         self.next()
+
+    def lost(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def next(self) -> None:
         if self.waiting and not self.busy:
             self.busy = True
             asyncio.get_running_loop().create_task(self.pool.send(self.waiting.pop(0), self))
+
+
+class Exchange:
+    """One request of the ASGI pass-through: the upstream's response as it comes."""
+
+    def __init__(self) -> None:
+        self.pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def piece(self, data: bytes) -> None:
+        self.pieces.put_nowait(data)
+
+    def answered(self) -> None:
+        self.pieces.put_nowait(None)
+
+    def lost(self) -> None:
+        self.pieces.put_nowait(None)
+
+
+class AsgiPassThrough:
+    """The pass-through as an ASGI application: no routing, auth, JSON or accounting."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.pool = Pool(upstream_port)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        head = (
+            f"{scope['method']} {scope['path']} HTTP/1.1\r\nhost: upstream\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        exchange = Exchange()
+        await self.pool.send(head.encode() + body, exchange)
+        # The upstream's head comes with its first piece: its status and headers lead.
+        started, buffer = False, b""
+        while (data := await exchange.pieces.get()) is not None:
+            if started:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+                continue
+            buffer += data
+            end = buffer.find(b"\r\n\r\n")
+            if end == -1:
+                continue
+            lines = buffer[:end].split(b"\r\n")
+            headers = [
+                (name.strip().lower(), value.strip())
+                for name, _, value in (line.partition(b":") for line in lines[1:])
+            ]
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": int(lines[0].split(b" ")[1]),
+                    "headers": headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": buffer[end + 4 :], "more_body": True})
+            started = True
+        await send({"type": "http.response.body", "body": b""})
 
 
 async def serve(role: str, port: int, upstream_port: int) -> None:
@@ -286,12 +370,25 @@ async def serve(role: str, port: int, upstream_port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=("upstream", "relay", "passthrough"))
+    parser.add_argument("role", choices=("upstream", "relay", "passthrough", "asgi"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
         "--to", type=int, default=0, help="the upstream's port (relay, passthrough)"
     )
     args = parser.parse_args()
+    if args.role == "asgi":
+        import uvicorn
+
+        uvicorn.run(
+            AsgiPassThrough(args.to),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+        )
+        return
     asyncio.run(serve(args.role, args.port, args.to))
 
 

@@ -156,7 +156,12 @@ def table(results: dict[str, Runs], direct: Runs) -> None:
         "overhead: latency minus the upstream's; requests/s: the best client count's; "
         "gateway CPU: its CPU time per request at that count"
     )
-    for limit, what in (("bare", "bare relay"), ("passthrough", "HTTP pass-through")):
+    limits = (
+        ("bare", "bare relay"),
+        ("passthrough", "HTTP pass-through"),
+        ("asgi", "ASGI pass-through"),
+    )
+    for limit, what in limits:
         for s, label in modes:
             tf, b = rows["tokenfactory"][s], rows[limit][s]
             over, per_s = tf.p50 / b.p50, tf.per_s / b.per_s
@@ -178,6 +183,7 @@ def run(args: argparse.Namespace, work: Path, ledger: Ledger) -> None:
         servers.append(up)
         servers.append(launch.bare(work, up.port))
         servers.append(launch.passthrough(work, up.port))
+        servers.append(launch.asgi(work, up.port))
         servers.append(launch.tokenfactory(work, up.port, ledger))
         if not args.no_litellm:
             servers.append(launch.litellm(work, up.port, args.litellm_venv))
