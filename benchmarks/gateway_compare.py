@@ -1,12 +1,14 @@
 """Speed against the gateway people use today: tokenfactory, LiteLLM and bare pass-throughs.
 
-Four proxies stand in front of the same instant upstream (benchmarks/compare_servers.py,
+Five proxies stand in front of the same instant upstream (benchmarks/compare_servers.py,
 an OpenAI chat server that does no model work), each pinned to core 0 while the upstream
 and this load generator share core 1:
 
 - bare: a byte-for-byte TCP relay in Python, the limit for any Python proxy;
 - passthrough: a bare HTTP pass-through in Python: each request read and sent over a
   keep-alive pool, the response copied back; the limit for a proxy that routes requests;
+- asgi: that pass-through as a bare ASGI app on uvicorn (uvloop, httptools), the server
+  tokenfactory runs on: the limit for a gateway built on an ASGI server;
 - tokenfactory: `tokenfactory serve`, one `engine = "openai"` replica at the upstream,
   the value scheduler, metering into a SQLite ledger;
 - litellm: the LiteLLM proxy (1.110.2, from .venv-litellm built by scripts/litellm_env.sh)
