@@ -230,3 +230,83 @@ def test_rounds_take_key_locks_in_order_so_gateways_never_deadlock(
     assert len(commits) == 1  # the round went through whole, not undone and retried
     assert ledger.get_key(first.id).spent_micros == 11  # type: ignore[union-attr]
     assert ledger.get_key(second.id).spent_micros == 11  # type: ignore[union-attr]
+
+
+def test_a_rounds_closes_are_billed_together_yet_answered_each_as_alone(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger, "gw")
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("0.001"))
+    other, _ = ledger.create_key("globex", budget_usd=Decimal("1"))
+    assert book.open(interrupted(make_event, "r1", key.id, 0), 400)
+    assert book.open(interrupted(make_event, "r2", key.id, 0), 400)
+    assert ledger.record(make_event("old", key.id, revenue_micros=100), charge_key=True)
+    statements: list[str] = []
+    event.listen(ledger.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    done = book.apply(
+        [
+            Advance(interrupted(make_event, "r1", key.id, 16)),  # written before r1's close
+            Close(make_event("r1", key.id, revenue_micros=300), 400, journalled=True),
+            Close(make_event("old", key.id, revenue_micros=900), 0, journalled=False),
+            # Another key's budget: it need not wait for the closes held back.
+            Open(interrupted(make_event, "r5", other.id, 0), 1_000),
+            Close(make_event("r4", other.id, revenue_micros=50), 0, journalled=False),
+            Close(make_event("r2", key.id, revenue_micros=200), 400, journalled=True),
+            Close(make_event("r2", key.id, revenue_micros=999), 400, journalled=True),
+            Advance(interrupted(make_event, "r2", key.id, 8)),  # a late renewal re-opens r2
+            # 100 + 300 + 200 spent: 400 more fits only if the closes moved the spend first.
+            Open(interrupted(make_event, "r6", key.id, 0), 400),
+        ]
+    )
+    assert done == [None, True, False, True, True, True, False, None, True]
+    rows = {r.event.request_id: (r.event.output_tokens, r.reserved_micros) for r in book.running()}
+    assert rows == {"r2": (8, 0), "r5": (0, 1_000), "r6": (0, 400)}
+    billed = {e.request_id: e.revenue_micros for e in ledger.events()}
+    assert billed == {"old": 100, "r1": 300, "r4": 50, "r2": 200}
+    assert ledger.get_key(key.id).spent_micros == 1_000  # type: ignore[union-attr]
+    assert ledger.get_key(other.id).spent_micros == 1_050  # type: ignore[union-attr]
+    # The closes share one DELETE and one INSERT, but for the second close of r2: it has
+    # to see the first's event, so those before it are written first.
+    inserts = [s for s in statements if s.startswith("INSERT INTO usage_events")]
+    deletes = [s for s in statements if s.startswith("DELETE FROM open_requests")]
+    assert (len(inserts), len(deletes)) == (2, 2)
+
+
+def test_a_withdrawal_in_a_round_gives_back_only_what_its_row_held(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger, "gw")
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("0.001"))
+    assert book.open(interrupted(make_event, "r1", key.id, 0), 700)
+    done = book.apply(
+        [
+            Withdraw("r1", key.id),
+            Withdraw("r1", key.id),  # again: its row is gone, nothing more given back
+            Close(make_event("r2", key.id, revenue_micros=100), 0, journalled=True),
+            Withdraw("r3", key.id),  # never opened
+            Open(interrupted(make_event, "r4", key.id, 0), 900),  # sees the 700 given back
+        ]
+    )
+    assert done == [None, None, True, None, True]
+    assert [r.event.request_id for r in book.running()] == ["r4"]
+    assert ledger.get_key(key.id).spent_micros == 1_000  # type: ignore[union-attr]
+
+
+def test_a_round_of_closes_with_a_missing_key_fails_only_that_close(
+    ledger: Ledger, make_event: MakeEvent
+) -> None:
+    book = OpenRequests(ledger, "gw")
+    key, _ = ledger.create_key("acme")
+    assert ledger.record(make_event("old", key.id), charge_key=True)
+    done = book.apply(
+        [
+            Close(make_event("r1", key.id, revenue_micros=100), 0, journalled=True),
+            Close(make_event("old", key.id + 1), 0, journalled=False),  # billed, no such key
+            Close(make_event("r2", key.id + 1), 0, journalled=True),
+            Close(make_event("r3", key.id, revenue_micros=10), 0, journalled=False),
+        ]
+    )
+    assert done[0] is True and done[3] is True
+    assert isinstance(done[1], KeyNotFound) and isinstance(done[2], KeyNotFound)
+    assert sorted(e.request_id for e in ledger.events()) == ["old", "r1", "r3"]
+    assert ledger.get_key(key.id).spent_micros == 1_000 + 100 + 10  # type: ignore[union-attr]

@@ -113,9 +113,9 @@ class OpenRequests:
     def _run(self, connection: Connection, ops: Sequence[Op]) -> list[Done]:
         self._lock_keys(connection, ops)
         round_ = _Round(self, connection)
-        done = [round_.run(op) for op in ops]
-        round_.flush()
-        return done
+        for op in ops:
+            round_.run(op)
+        return round_.flush()
 
     def _lock_keys(self, connection: Connection, ops: Sequence[Op]) -> None:
         """On PostgreSQL, lock the keys whose spend the ops move, in the order of their ids,
@@ -207,46 +207,86 @@ class OpenRequests:
 
 
 class _Round:
-    """Ops run in one transaction, two kinds of write held back to be done together: the
-    renewals in a row (one statement for all their rows) and the moves of keys' spends
-    (one statement per key). Each is done before the first op that could see it: renewals
-    before any other op (a close drops the row a renewal writes), spends before a budget
-    check, and both before the transaction ends."""
+    """Ops run in one transaction, three kinds of write held back to be done together: the
+    renewals in a row (one statement for all their rows), the ends of requests (closes and
+    withdrawals: one statement drops all their rows, one bills all the closes) and the
+    moves of keys' spends (one statement per key). Each is done before the first op that
+    could see it: renewals before the ends (a close drops the row a renewal writes) and
+    before an open; ends before any op on a request id they end and before an open on a
+    key whose spend they move; spends before a budget check; all before the transaction
+    ends."""
 
     def __init__(self, book: OpenRequests, connection: Connection) -> None:
         self.book, self.ledger, self.connection = book, book.ledger, connection
         self.now = utcnow()
+        self.done: list[Done] = []  # each op's answer, filled in once its writes are done
         self.renewals: list[dict[str, Any]] = []
+        self.ends: list[tuple[int, Close | Withdraw]] = []  # with the op's place in `done`
+        self.ending: set[str] = set()  # the request ids of `ends`
+        self.ending_keys: set[int] = set()  # the keys whose spends `ends` move
         self.spends: dict[int, int] = {}  # key id -> micros its spend moves by
 
-    def run(self, op: Op) -> Done:
-        """Do `op` (or hold its writes back); its answer."""
-        ledger, connection = self.ledger, self.connection
+    def run(self, op: Op) -> None:
+        """Do `op`, or hold its writes back; its answer is in `done` once `flush` returns."""
+        self.done.append(None)
+        request_id = op.request_id if isinstance(op, Withdraw) else op.event.request_id
+        if request_id in self.ending:
+            self._end()
         if isinstance(op, Advance):
             self.renewals.append(self.book._row(op.event, 0, self.now))
-            return None
-        self._renew()
-        if isinstance(op, Open):
-            self._spend()
-            if not ledger._charge(connection, op.event.key_id, op.reserve_micros):
-                return False
-            row = self.book._row(op.event, op.reserve_micros, self.now)
-            connection.execute(ledger._sql.open_row, row)
-            return True
-        if isinstance(op, Close):
-            if op.journalled:
-                _drop(ledger, connection, op.event.request_id)
-            if not ledger._record(connection, op.event, False, 0):
-                return False
-            self._move(op.event.key_id, op.event.revenue_micros - op.reserve_micros)
-            return True
-        self._move(op.key_id, -_drop(ledger, connection, op.request_id))
-        return None
+        elif isinstance(op, Open):
+            self._open(op)
+        else:
+            self.ends.append((len(self.done) - 1, op))
+            self.ending.add(request_id)
+            self.ending_keys.add(op.key_id if isinstance(op, Withdraw) else op.event.key_id)
 
-    def flush(self) -> None:
-        """Do what is held back: the round is about to commit."""
+    def flush(self) -> list[Done]:
+        """Do what is held back: the round is about to commit; each op's answer."""
+        self._end()
+        self._spend()
+        return self.done
+
+    def _open(self, op: Open) -> None:
+        ledger, connection = self.ledger, self.connection
+        if op.event.key_id in self.ending_keys:
+            self._end()
         self._renew()
         self._spend()
+        opened = ledger._charge(connection, op.event.key_id, op.reserve_micros)
+        if opened:
+            row = self.book._row(op.event, op.reserve_micros, self.now)
+            connection.execute(ledger._sql.open_row, row)
+        self.done[-1] = opened
+
+    def _end(self) -> None:
+        """Drop the rows of the ends held back, bill the closes, give back what the
+        withdrawn reserved. A close settles the reservation it was told of, and moves no
+        spend when its request id was billed already."""
+        self._renew()
+        ends, self.ends = self.ends, []
+        self.ending, self.ending_keys = set(), set()
+        if not ends:
+            return
+        ledger, connection = self.ledger, self.connection
+        dropped = [
+            op.request_id if isinstance(op, Withdraw) else op.event.request_id
+            for _, op in ends
+            if isinstance(op, Withdraw) or op.journalled
+        ]
+        held = _drop(ledger, connection, dropped)
+        billed = ledger._record_many(
+            connection, [op.event for _, op in ends if isinstance(op, Close)]
+        )
+        for i, op in ends:
+            if isinstance(op, Withdraw):
+                self._move(op.key_id, -held.get(op.request_id, 0))
+            elif op.event.request_id in billed:
+                self._move(op.event.key_id, op.event.revenue_micros - op.reserve_micros)
+                self.done[i] = True
+            else:
+                ledger._check_key(connection, op.event.key_id)  # else: billed already
+                self.done[i] = False
 
     def _move(self, key_id: int, micros: int) -> None:
         self.spends[key_id] = self.spends.get(key_id, 0) + micros
@@ -263,10 +303,15 @@ class _Round:
         self.spends = {}
 
 
-def _drop(ledger: Ledger, connection: Connection, request_id: str) -> int:
-    """Delete a request's row; the reservation it held (0 if there was none)."""
-    held = connection.execute(ledger._sql.drop, {"request_id": request_id}).scalar()
-    return int(held or 0)
+def _drop(ledger: Ledger, connection: Connection, request_ids: list[str]) -> dict[str, int]:
+    """Delete requests' rows; the reservation each held (none for a request without one)."""
+    if not request_ids:
+        return {}
+    if len(request_ids) == 1:
+        rows = connection.execute(ledger._sql.drop, {"request_id": request_ids[0]})
+    else:
+        rows = connection.execute(ledger._sql.drop_many, {"request_ids": request_ids})
+    return {request_id: int(held) for request_id, held in rows}
 
 
 def dump_event(event: UsageEvent) -> str:
