@@ -11,4 +11,7 @@ MILLION = Decimal(1_000_000)
 
 def dec(x: float | int | Decimal) -> Decimal:
     """A Decimal from a float by its shortest repr, so 0.1 stays 0.1."""
-    return x if isinstance(x, Decimal) else Decimal(repr(x))
+    if isinstance(x, Decimal):
+        return x
+    # An int converts exactly, with no string between (a token count, per request).
+    return Decimal(x) if type(x) is int else Decimal(repr(x))

@@ -28,7 +28,7 @@ from tokenfactory.gateway import batches, dashboard, errors, files, openapi, usa
 from tokenfactory.gateway import openai_types as oa
 from tokenfactory.gateway.batch_runner import BatchRunner
 from tokenfactory.gateway.body import read_json
-from tokenfactory.gateway.direct import DirectRoutes
+from tokenfactory.gateway.direct import DirectApp
 from tokenfactory.gateway.generate import Generator
 from tokenfactory.gateway.keys import KeyCache
 from tokenfactory.gateway.limits import RateLimiter, TokenBuckets
@@ -79,7 +79,7 @@ def create_app(floor: Floor) -> FastAPI:
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN. The schema is
     # served at /openapi.json for any OpenAPI tool.
-    app = FastAPI(
+    app = DirectApp(
         title="tokenfactory", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     errors.install(app)
@@ -117,12 +117,9 @@ def create_app(floor: Floor) -> FastAPI:
         call = oa.CompletionRequest.model_validate(await read_json(request, limit))
         return await generator.handle(key, call)
 
-    # Their POSTs are served by DirectRoutes, ahead of the router; FastAPI keeps the routes
-    # for the schema and for answering other methods with 405.
-    completion_routes = {"/v1/chat/completions": chat, "/v1/completions": completions}
-    for path, handler in completion_routes.items():
-        app.post(path)(handler)
-    app.add_middleware(DirectRoutes, routes=completion_routes)
+    # Their POSTs are served ahead of FastAPI (gateway/direct.py).
+    app.post_direct("/v1/chat/completions", chat)
+    app.post_direct("/v1/completions", completions)
     app.add_middleware(SingleValuedQuery)
 
     @app.get("/v1/models")

@@ -44,6 +44,13 @@ def validation_error(e: ValidationError) -> BadInput:
     return BadInput(message, param=param)
 
 
+def unexpected(request: Request, e: Exception) -> JSONResponse:
+    """Log an error nothing expected; the 500 that answers it if nothing was sent yet."""
+    log.error("unexpected error on %s", request.url.path, exc_info=e)
+    body = error_body("internal error", "server_error", "internal_error", None)
+    return JSONResponse(body, status_code=500)
+
+
 def install(app: FastAPI) -> None:
     """Map every exception the app can meet to one error response."""
 
@@ -66,7 +73,5 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body, status_code=e.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, e: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        body = error_body("internal error", "server_error", "internal_error", None)
-        return JSONResponse(body, status_code=500)
+    async def server_error(request: Request, e: Exception) -> JSONResponse:
+        return unexpected(request, e)

@@ -72,24 +72,26 @@ def step_share_s(
             new, new * cached_tokens + new * new / 2, cached_tokens, 0, 0.0, min(1, output_tokens)
         )
     )
-    alone, shared = _decode_s(perf, context, 1.0), _decode_s(perf, context, batch)
+    alone = _per_sequence_s(perf, context, 1)
+    shared = _decode_s(perf, context, batch, alone)
     return max(0.0, prefill - (alone - shared)) + max(0, output_tokens - 1) * shared
 
 
-def _decode_s(perf: PerfModel, context: float, batch: float) -> float:
+def _decode_s(perf: PerfModel, context: float, batch: float, alone: float) -> float:
     """Seconds per sequence of a decode step of `batch` sequences at `context` tokens
-    each. A fractional batch interpolates between the whole ones around it in 1 / batch,
-    as the step's shared part divides (exact for a dense model)."""
+    each (`alone`: a step of one). A fractional batch interpolates between the whole ones
+    around it in 1 / batch, as the step's shared part divides (exact for a dense model)."""
     low = math.floor(batch)
-
-    def per_sequence(n: int) -> float:
-        return perf.step_time(Batch(0, 0.0, 0.0, n, n * context, n)) / n
-
-    low_s = per_sequence(low)
+    low_s = alone if low == 1 else _per_sequence_s(perf, context, low)
     if batch == low:
         return low_s
     along = (1 / batch - 1 / low) / (1 / (low + 1) - 1 / low)
-    return low_s + along * (per_sequence(low + 1) - low_s)
+    return low_s + along * (_per_sequence_s(perf, context, low + 1) - low_s)
+
+
+def _per_sequence_s(perf: PerfModel, context: float, n: int) -> float:
+    """Seconds per sequence of a decode step of `n` sequences at `context` tokens each."""
+    return perf.step_time(Batch(0, 0.0, 0.0, n, n * context, n)) / n
 
 
 def served_tier(tier: TierRule, result: Result) -> str:

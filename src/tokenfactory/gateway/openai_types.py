@@ -79,7 +79,7 @@ class ChatRequest(_Common):
 
     def prompt_text(self) -> str:
         """All message text, for estimates and for engines without a token count."""
-        return "\n".join(m.text() for m in self.messages)
+        return "\n".join([m.text() for m in self.messages])
 
 
 class CompletionRequest(_Common):
