@@ -144,3 +144,24 @@ def test_every_token_is_covered_before_it_is_sent_and_streams_share_commits(
     # Without shared commits there would be one per renewal; sharing makes far fewer (a
     # quarter on an idle machine, 0.28 seen under load).
     assert book.rounds < renewals / 2, (book.rounds, renewals)
+
+
+def test_an_open_whose_caller_is_cancelled_gives_its_reservation_back(ledger: Ledger) -> None:
+    key, _ = ledger.create_key("acme", budget_usd=Decimal("0.001"))
+    book = HeldRequests(ledger)
+
+    async def main() -> None:
+        journal = Journal(book)
+        opening = asyncio.create_task(journal.open(interrupted_event("r1", key.id, 0), 600))
+        await anyio.to_thread.run_sync(book.begun.wait)  # r1's open is being written
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        later = journal.close(final_event("r2", key.id, 50), 0, journalled=False)
+        book.go.set()
+        assert await later  # queued after the withdrawal: that one is committed too
+
+    asyncio.run(main())
+    # The open did reserve, the request never ran: nothing is held, no row is left open.
+    assert ledger.get_key(key.id).spent_micros == 50  # type: ignore[union-attr]
+    assert OpenRequests(ledger).running() == []

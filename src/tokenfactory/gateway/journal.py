@@ -56,8 +56,19 @@ class Journal:
         self._thread.shutdown(wait=True)
 
     async def open(self, event: UsageEvent, reserve_micros: int) -> bool:
-        """Reserve budget and open the request's row; False when the budget cannot cover it."""
-        opened: bool = await _answer(self._queue(Open(event, reserve_micros)))
+        """Reserve budget and open the request's row; False when the budget cannot cover it.
+
+        A caller cancelled meanwhile will never run the request: the open, which goes on,
+        is followed by a withdrawal, so that what it reserves is given back at once, not
+        only when a gateway bills the row after this one is dead."""
+        done = self._queue(Open(event, reserve_micros))
+        try:
+            opened: bool = await _answer(done)
+        except asyncio.CancelledError:
+            # Queued after the open, it runs after it; where nothing was opened, it finds
+            # no row and gives back nothing.
+            self._queue(Withdraw(event.request_id, event.key_id)).add_done_callback(_quiet)
+            raise
         return opened
 
     def advance(self, event: UsageEvent) -> asyncio.Future[None]:
@@ -98,6 +109,13 @@ class Journal:
 async def _answer(done: asyncio.Future[Any]) -> Any:
     """The write's answer; a cancelled caller stops waiting, the write goes on."""
     return await asyncio.shield(done)
+
+
+def _quiet(done: asyncio.Future[Any]) -> None:
+    """Nobody awaits this write: take its outcome so an error is not reported unread (a
+    withdrawal that fails leaves the row to be billed as interrupted, as if unasked)."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _resolve(done: asyncio.Future[Any], answer: Done) -> None:
