@@ -40,7 +40,7 @@ async def one(engine: OpenAIEngine) -> None:
     """One request, streamed to its end through the floor's token guard."""
     pieces = 0
     async for item in guarded(engine.name, engine.stream(REQUEST), Timeouts()):
-        pieces += isinstance(item, Delta)
+        pieces += len(item.pieces) if isinstance(item, Delta) else 0
     if pieces != REQUEST.max_tokens:
         raise RuntimeError(f"{pieces} pieces, not {REQUEST.max_tokens}")
 

@@ -360,8 +360,8 @@ async def _tokens(gaps: list[float], closed: list[bool]) -> AsyncGenerator[Delta
     try:
         for gap in gaps:
             await asyncio.sleep(gap)  # the engine's own pace, the thing under test
-            yield Delta("w ")
-        yield Delta("", "stop")
+            yield Delta(("w ",))
+        yield Delta((), "stop")
     finally:
         closed.append(True)
 

@@ -165,3 +165,36 @@ def test_an_open_whose_caller_is_cancelled_gives_its_reservation_back(ledger: Le
     # The open did reserve, the request never ran: nothing is held, no row is left open.
     assert ledger.get_key(key.id).spent_micros == 50  # type: ignore[union-attr]
     assert OpenRequests(ledger).running() == []
+
+
+BURSTS = [1, CREDIT + 5, 2, 3 * CREDIT + 1, 1]  # a stream's items, in tokens
+
+
+@pytest.mark.parametrize("limit", [None, sum(BURSTS)])
+def test_a_burst_longer_than_the_credit_goes_in_parts_each_covered_before_it_is_sent(
+    ledger: Ledger, limit: int | None
+) -> None:
+    key, _ = ledger.create_key("acme")
+    book = OpenRequests(ledger)
+    parts: list[tuple[int, int, int]] = []  # tokens sent before, the part, held
+
+    async def main() -> None:
+        tab = Tab(Journal(book), lambda n: interrupted_event("r1", key.id, n), limit)
+        for tokens in BURSTS:
+            while tokens:
+                before = tab.sent
+                part = await tab.send(tokens)
+                # What a kill now, as the part is sent, would bill: read from the database.
+                held = (await anyio.to_thread.run_sync(covered, book))["r1"]
+                parts.append((before, part, held))
+                tokens -= part
+        await tab.settle()
+
+    asyncio.run(main())
+    for before, part, held in parts:
+        assert 0 < part <= CREDIT, parts
+        # Covered before it is sent, and never more than a credit past what went out.
+        assert before + part <= held <= before + CREDIT, parts
+        assert limit is None or held <= limit, parts
+    assert sum(part for _, part, _ in parts) == sum(BURSTS)
+    assert len(parts) > len(BURSTS)  # the longest burst went in parts

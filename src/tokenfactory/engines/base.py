@@ -35,10 +35,22 @@ class EngineRequest:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of generated text; the last one carries the finish reason."""
+    """The text pieces that arrived together, one per token; the last carries the finish.
 
-    text: str
+    An engine sends tokens in bursts (a busy server, many per read): what arrived at once
+    travels the gateway as one item, so each layer's cost is paid per burst, not per
+    token. The pieces stay apart because clients get one event per token all the same.
+    A piece may be empty (a token that is part of a character, or an opening chunk with
+    no text yet); a closing chunk that carries only the finish reason adds none.
+    """
+
+    pieces: tuple[str, ...]
     finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The pieces' text, joined."""
+        return "".join(self.pieces)
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,15 +287,18 @@ class EmbeddedLlamaCpp:
         yield Usage(prompt_tokens=prompt_tokens, completion_tokens=generated)
 
     def _tokens_in(self, delta: Delta) -> int:
-        """Tokens behind one streamed chunk of llama-cpp-python."""
-        if delta.finish_reason is not None and not delta.text:
-            return 0  # the closing chunk carries no token
+        """Tokens behind streamed chunks of llama-cpp-python (its closing chunk, which
+        carries only the finish reason, is no piece)."""
         # A chunk is one token, except where a character's UTF-8 bytes span several
         # tokens: the server holds them back and sends the character as one chunk.
         # ASCII can't be such a character; for the rest, the tokenizer tells.
-        if delta.text.isascii():
-            return 1
-        return max(1, self.tokenizer.tokens(delta.text, add_bos=False))
+        tokens = 0
+        for piece in delta.pieces:
+            if piece.isascii():
+                tokens += 1
+            else:
+                tokens += max(1, self.tokenizer.tokens(piece, add_bos=False))
+        return tokens
 
     async def count_tokens(self, text: str) -> int:
         """Tokens `text` takes, without BOS, counted in-process."""

@@ -207,7 +207,7 @@ class OpenAIEngine:
         return self._exchange(lambda: self.request_body(request))
 
     def stream_body(self, path: str, body: dict[str, Any]) -> AsyncGenerator[Delta | Usage, None]:
-        """Stream a prepared request body: one Delta per text piece, then Usage if sent."""
+        """Stream a prepared request body: one Delta per read of text, then Usage if sent."""
         return self._exchange(lambda: (path, body))
 
     async def _exchange(
@@ -215,7 +215,7 @@ class OpenAIEngine:
     ) -> AsyncGenerator[Delta | Usage, None]:
         """One generation: `prepare` gives its path and body, and fails as the stream does.
 
-        One generator, not one per caller wrapping another: each token passes every layer.
+        One generator, not one per caller wrapping another: each item passes every layer.
         """
         path, body = prepare()
         started = finished = False
@@ -233,6 +233,11 @@ class OpenAIEngine:
             while True:
                 data = await response.receive()
                 payloads, rest = _sse_data(rest + data, final=not data)
+                # What this read brought goes on as one Delta (see its docstring).
+                pieces: list[str] = []
+                reason: str | None = None
+                chunks = 0  # chunks of this read that carried text or a finish
+                failure: Exception | None = None
                 for payload in payloads:
                     # Read on to the end of the body after [DONE] (servers close it there):
                     # a response left unread drops the connection, and each request would
@@ -242,11 +247,22 @@ class OpenAIEngine:
                     if payload == b"[DONE]":
                         done = True
                         continue
-                    delta, sent = self._chunk(payload, started)
+                    try:
+                        piece, why, sent = self._chunk(payload, started or chunks > 0)
+                    except (ValueError, TypeError, AttributeError, EngineError) as exc:
+                        failure = exc  # raised once what came before it has gone on
+                        break
                     usage = sent or usage  # some servers repeat it: keep the last
-                    if delta is not None:
-                        started, finished = True, delta.finish_reason is not None
-                        yield delta
+                    if piece is not None:
+                        pieces.append(piece)
+                    if piece is not None or why is not None:
+                        chunks += 1
+                        reason = why if why is not None else reason
+                if chunks:
+                    started, finished = True, reason is not None
+                    yield Delta(tuple(pieces), reason)
+                if failure is not None:
+                    raise failure
                 if not data:
                     break
         except HttpTimeout as exc:
@@ -266,8 +282,9 @@ class OpenAIEngine:
         if usage is not None:
             yield usage
 
-    def _chunk(self, payload: bytes, started: bool) -> tuple[Delta | None, Usage | None]:
-        """What one stream chunk carries: choice 0's text piece and usage, each if any."""
+    def _chunk(self, payload: bytes, started: bool) -> tuple[str | None, str | None, Usage | None]:
+        """What one stream chunk carries: choice 0's token text, its finish reason, and
+        usage, each if any (the empty text of a chunk that only finishes is no token)."""
         chunk = _json_value(payload)
         if isinstance(chunk.get("error"), dict):
             error = chunk["error"]
@@ -284,9 +301,10 @@ class OpenAIEngine:
             delta = choice.get("delta")
             text = delta.get("content") if delta is not None else choice.get("text")
             reason = choice.get("finish_reason")
-            if text is not None or reason is not None:  # not a role-only opening chunk
-                return Delta(text or "", reason), usage
-        return None, usage
+            if reason is not None and not text:
+                return None, reason, usage
+            return text, reason, usage  # text None: a role-only opening chunk
+        return None, None, usage
 
     async def status_of(self, url: str, timeout: float = _PROBE_TIMEOUT) -> int | None:
         """GET `url`: its HTTP status, or None if the engine is unreachable."""

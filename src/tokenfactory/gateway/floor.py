@@ -1,9 +1,10 @@
 """One request's life on the floor: queue, run on an engine, pause and resume, measure.
 
-`Run.stream()` is an async generator of text pieces; it queues the request through the
+`Run.stream()` is an async generator of text pieces, one per token, a tuple of them for
+each burst the engine sent (engines/base.py's Delta); it queues the request through the
 dispatcher, streams from the engine, and when the dispatcher asks it to pause (a paying
-request needs its place) stops at the next token, gives the place back and queues again
-to continue from what it already generated. Whatever happens, `run.result` ends up
+request needs its place) stops after the burst in hand, gives the place back and queues
+again to continue from what it already generated. Whatever happens, `run.result` ends up
 describing what the client actually received, for the meter.
 """
 
@@ -62,8 +63,9 @@ class Run:
     # has received none of it), so an engine fault may restart it elsewhere.
     restartable: bool = False
 
-    async def stream(self) -> AsyncGenerator[str, None]:
-        """Generated text as it comes; ends when the request is done or fails."""
+    async def stream(self) -> AsyncGenerator[tuple[str, ...], None]:
+        """Generated text as it comes, one piece per token, the pieces that arrived
+        together at once; ends when the request is done or fails."""
         r = self.result
         wanted = self.request.max_tokens
         failed: frozenset[int] = frozenset()
@@ -85,9 +87,9 @@ class Run:
                 try:
                     # Closed here, not by the garbage collector: a stream closed while it
                     # waits at `yield` must count the attempt's tokens before it is billed.
-                    async with contextlib.aclosing(self._attempt(lease, attempt)) as pieces:
-                        async for piece in pieces:
-                            yield piece
+                    async with contextlib.aclosing(self._attempt(lease, attempt)) as bursts:
+                        async for pieces in bursts:
+                            yield pieces
                 except EngineError as e:
                     failed |= {lease.replica.index}
                     delivered = "" if self.restartable else r.text
@@ -130,7 +132,9 @@ class Run:
             retry_after_s=self.dispatcher.expected_wait_s(),
         )
 
-    async def _attempt(self, lease: Lease, request: EngineRequest) -> AsyncGenerator[str, None]:
+    async def _attempt(
+        self, lease: Lease, request: EngineRequest
+    ) -> AsyncGenerator[tuple[str, ...], None]:
         """One try on one replica; the place is given back however it ends."""
         r, engine = self.result, lease.replica.engine
         started = time.monotonic()
@@ -144,14 +148,17 @@ class Run:
                     continue
                 if item.finish_reason:
                     r.finish_reason = item.finish_reason
-                if item.text:
-                    now = time.monotonic()
+                burst = item.pieces
+                if "" in burst:  # an empty piece is sent to no one
+                    burst = tuple(piece for piece in burst if piece)
+                if burst:
                     if r.ttft_s is None:
-                        r.ttft_s = now - self.arrived
-                    text += item.text
-                    r.text += item.text
-                    pieces += 1
-                    yield item.text
+                        r.ttft_s = time.monotonic() - self.arrived
+                    joined = burst[0] if len(burst) == 1 else "".join(burst)
+                    text += joined
+                    r.text += joined
+                    pieces += len(burst)
+                    yield burst
                 # A paying request wants this place: stop here, keep what was generated.
                 if lease.preempt.is_set() and not item.finish_reason:
                     lease.paused = True

@@ -228,7 +228,12 @@ class Generator:
         return self.floor.tiers[name]
 
     async def _whole(
-        self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
+        self,
+        run: Run,
+        t: _Ticket,
+        first: tuple[str, ...] | None,
+        pieces: AsyncIterator[tuple[str, ...]],
+        kind: str,
     ) -> Response:
         try:
             async for _ in pieces:
@@ -254,11 +259,18 @@ class Generator:
         return Response(orjson.dumps(body), media_type="application/json")
 
     async def _sse(
-        self, run: Run, t: _Ticket, first: str | None, pieces: AsyncIterator[str], kind: str
+        self,
+        run: Run,
+        t: _Ticket,
+        first: tuple[str, ...] | None,
+        pieces: AsyncIterator[tuple[str, ...]],
+        kind: str,
     ) -> AsyncGenerator[bytes, None]:
         created, model = int(time.time()), t.call.model
         answered = ANSWERED_AS[t.tier.name]
         finished = False
+        tab = t.tab
+        assert tab is not None  # streams have one
         try:
             if kind == "chat":
                 yield _event(
@@ -271,11 +283,16 @@ class Generator:
                         created,
                     )
                 )
-            if first is not None:
-                yield await self._send(t, kind, first, created)
+            burst = first
             try:
-                async for piece in pieces:
-                    yield await self._send(t, kind, piece, created)
+                while burst is not None:
+                    # Each burst's tokens are covered by the journal before they are sent;
+                    # one longer than it covers goes in parts (gateway/journal.py).
+                    while (covered := await tab.send(len(burst))) < len(burst):
+                        yield self._events(t, kind, burst[:covered], created)
+                        burst = burst[covered:]
+                    yield self._events(t, kind, burst, created)
+                    burst = await anext(pieces, None)
             except EngineError as e:
                 error = {
                     "message": f"the engine failed mid-stream: {e}",
@@ -303,11 +320,13 @@ class Generator:
             if not finished:
                 await self._finish(run, t)
 
-    async def _send(self, t: _Ticket, kind: str, text: str, created: int) -> bytes:
-        """A piece's chunk, once the journal covers its token (one piece is one token)."""
-        assert t.tab is not None  # streams have one
-        await t.tab.send()
-        return self._piece(t, kind, text, created)
+    def _events(self, t: _Ticket, kind: str, burst: tuple[str, ...], created: int) -> bytes:
+        """The chunks of pieces that arrived together, one per piece: one piece is one
+        token, and clients count chunks as tokens. One body for them all: the server
+        writes it to the socket at once."""
+        if len(burst) == 1:
+            return self._piece(t, kind, burst[0], created)
+        return b"".join([self._piece(t, kind, text, created) for text in burst])
 
     def _piece(self, t: _Ticket, kind: str, text: str, created: int) -> bytes:
         answered = ANSWERED_AS[t.tier.name]
@@ -445,7 +464,7 @@ class _Ticket:
     reserve: int
     started_at: datetime
     prompt_estimate: int
-    pieces: AsyncGenerator[str, None] | None = None
+    pieces: AsyncGenerator[tuple[str, ...], None] | None = None
     metered: tuple[str, dict[str, Any]] | None = None
     tab: Tab | None = None  # a stream's write-ahead count
     journalled: bool = False  # whether it may have a journal row to close

@@ -13,9 +13,11 @@ committed.
 
 A stream has a credit of `CREDIT` tokens: before it sends a token past what its journal
 row covers, that row is advanced to cover `CREDIT` more. The renewal is asked for when
-half the credit is left, so a stream rarely waits on it. Killed at any moment, the ledger
-holds at least every token a client received and at most `CREDIT` more (and never more
-than the request's max_tokens).
+half the credit is left, so a stream rarely waits on it. Tokens that arrive together are
+sent together, as far as the row covers them: a burst longer than that goes in parts,
+each covered before it is sent. Killed at any moment, the ledger holds at least every
+token a client received and at most `CREDIT` more (and never more than the request's
+max_tokens).
 """
 
 from __future__ import annotations
@@ -137,18 +139,23 @@ class Tab:
     covered: int = 0
     _renewal: tuple[int, asyncio.Future[None]] | None = field(default=None, repr=False)
 
-    async def send(self, tokens: int = 1) -> None:
-        """Return once the journal covers `tokens` more; count them as sent."""
-        target = self.sent + tokens
-        if self._renewal is not None and (target > self.covered or self._renewal[1].done()):
+    async def send(self, tokens: int = 1) -> int:
+        """Return once the journal covers the first of `tokens` more: how many of them it
+        covers, counted as sent. All of them, unless they reach past one credit beyond
+        the tokens sent before; the caller sends those, then asks again for the rest."""
+        sent = self.sent  # all sent by now: the caller sends a part before asking again
+        renewal = self._renewal
+        if renewal is not None and (sent + tokens > self.covered or renewal[1].done()):
             await self.settle()
-        if target > self.covered:
-            self._renew(target)
-            await self.settle()
-        self.sent = target
         capped = self.limit is not None and self.covered >= self.limit
-        if self._renewal is None and not capped and self.covered - target < self.credit // 2:
-            self._renew(target)
+        if self._renewal is None and (
+            sent >= self.covered or (not capped and self.covered - sent < self.credit // 2)
+        ):
+            self._renew(sent)
+        if sent >= self.covered:
+            await self.settle()
+        self.sent = min(sent + tokens, self.covered)
+        return self.sent - sent
 
     async def settle(self) -> None:
         """Wait for the renewal in flight, if any (raises if it could not be written)."""
@@ -163,7 +170,10 @@ class Tab:
         self.covered = max(self.covered, tokens)
 
     def _renew(self, sent: int) -> None:
+        """Have the row cover one credit past the tokens sent: never further, so a kill
+        bills at most a credit more than went out; nor past max_tokens, but for the next
+        token of an engine that overran it."""
         tokens = sent + self.credit
         if self.limit is not None:
-            tokens = max(sent, min(tokens, self.limit))
+            tokens = max(sent + 1, min(tokens, self.limit))
         self._renewal = (tokens, self.journal.advance(self.event_for(tokens)))
