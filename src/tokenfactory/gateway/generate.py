@@ -271,27 +271,23 @@ class Generator:
         finished = False
         tab = t.tab
         assert tab is not None  # streams have one
+        # What is ready at once goes in one write: the opening chunk with the first burst
+        # (in hand before the response starts), the end, usage and [DONE] together.
+        opening = b""
+        if kind == "chat":
+            role = {"role": "assistant", "content": ""}
+            opening = _event(oa.chat_chunk(t.request_id, model, answered, role, None, created))
         try:
-            if kind == "chat":
-                yield _event(
-                    oa.chat_chunk(
-                        t.request_id,
-                        model,
-                        answered,
-                        {"role": "assistant", "content": ""},
-                        None,
-                        created,
-                    )
-                )
             burst = first
             try:
                 while burst is not None:
                     # Each burst's tokens are covered by the journal before they are sent;
                     # one longer than it covers goes in parts (gateway/journal.py).
                     while (covered := await tab.send(len(burst))) < len(burst):
-                        yield self._events(t, kind, burst[:covered], created)
-                        burst = burst[covered:]
-                    yield self._events(t, kind, burst, created)
+                        yield opening + self._events(t, kind, burst[:covered], created)
+                        opening, burst = b"", burst[covered:]
+                    yield opening + self._events(t, kind, burst, created)
+                    opening = b""
                     burst = await anext(pieces, None)
             except EngineError as e:
                 error = {
@@ -300,7 +296,7 @@ class Generator:
                     "param": None,
                     "code": "engine_unavailable",
                 }
-                yield _event({"error": error})
+                yield opening + _event({"error": error})
                 return
             billed, usage = await self._finish(run, t)
             finished = True
@@ -312,10 +308,11 @@ class Generator:
                     t.request_id, model, answered, "", run.result.finish_reason, created
                 )
             )
-            yield _event(end)
+            closing = [opening, _event(end)]
             if t.call.stream_options is not None and t.call.stream_options.include_usage:
-                yield _event(oa.usage_chunk(t.request_id, model, answered, kind, usage))
-            yield b"data: [DONE]\n\n"
+                closing.append(_event(oa.usage_chunk(t.request_id, model, answered, kind, usage)))
+            closing.append(b"data: [DONE]\n\n")
+            yield b"".join(closing)
         finally:
             if not finished:
                 await self._finish(run, t)
