@@ -6,6 +6,7 @@ runs it. A tenant sees only its own batches: another's id is a 404.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,17 +105,21 @@ def router(book: BatchBook, runner: BatchRunner, authorised: Authorise) -> APIRo
             raise NotFound(f"no file {ask.input_file_id!r}", param="input_file_id")
         if found.purpose != "batch":
             raise BadInput(f"file {found.id} is not a batch input", param="input_file_id")
-        expires = datetime.now(UTC) + timedelta(seconds=window_s)
+        # Its window counts from its creation: OpenAI's expires_at is created_at + window.
+        now = datetime.now(UTC)
         b = await anyio.to_thread.run_sync(
-            book.create,
-            key.id,
-            ask.endpoint,
-            ask.input_file_id,
-            ask.completion_window,
-            ask.metadata,
-            expires,
-            runner.name,  # this gateway runs it: another must not take it up first
-            runner.lease_s,
+            functools.partial(
+                book.create,
+                key.id,
+                ask.endpoint,
+                ask.input_file_id,
+                ask.completion_window,
+                ask.metadata,
+                now + timedelta(seconds=window_s),
+                runner.name,  # this gateway runs it: another must not take it up first
+                runner.lease_s,
+                created_at=now,
+            )
         )
         runner.run(b.id)
         return batch_object(b)

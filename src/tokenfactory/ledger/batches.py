@@ -86,9 +86,11 @@ class BatchBook:
         expires_at: datetime,
         claimed_by: str | None = None,
         lease_s: float = 0.0,
+        created_at: datetime | None = None,
     ) -> BatchRecord:
         """A new batch, `validating`; claimed from birth by the gateway `claimed_by` for
-        `lease_s` seconds, if given, so that no other gateway takes it up first."""
+        `lease_s` seconds, if given, so that no other gateway takes it up first. Created
+        now, unless `created_at` (the moment its expiry was counted from) is given."""
         with self.ledger._write() as session:
             tenant_id = session.scalars(select(ApiKey.tenant_id).where(ApiKey.id == key_id)).one()
             lease = (
@@ -105,7 +107,7 @@ class BatchBook:
                 completion_window=window,
                 status="validating",
                 metadata_json=None if metadata is None else json.dumps(metadata),
-                created_at=utcnow(),
+                created_at=utcnow() if created_at is None else created_at,
                 expires_at=expires_at,
                 claimed_by=claimed_by,
                 lease_until=lease,
