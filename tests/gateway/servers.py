@@ -41,3 +41,11 @@ def serving(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+async def no_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope for an app with nothing to start or stop."""
+    await receive()  # startup
+    await send({"type": "lifespan.startup.complete"})
+    await receive()  # shutdown
+    await send({"type": "lifespan.shutdown.complete"})

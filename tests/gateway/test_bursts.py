@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from floor_helpers import ADMIN, MakeGateway
-from servers import serving
+from servers import no_lifespan, serving
 
 from tokenfactory.engines.base import Delta, EngineError, EngineRequest
 from tokenfactory.engines.openai_http import OpenAIEngine
@@ -41,10 +41,7 @@ class BurstEngine:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await receive()  # startup: nothing to prepare
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # shutdown
-            await send({"type": "lifespan.shutdown.complete"})
+            await no_lifespan(receive, send)
             return
         while (await receive()).get("more_body"):
             pass  # read the whole body
