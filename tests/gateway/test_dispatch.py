@@ -37,6 +37,16 @@ def job(i: int, tier: str, at: float = 0.0) -> Job:
     return Job(i, TIERS[tier], at, 100, 50, 1.0 if tier == "realtime" else 0.1, 1.0)
 
 
+async def queued(d: Dispatcher, n: int) -> None:
+    """Return once `n` requests wait in the dispatcher's queue: their acquires have made
+    their choice (a place, a pause) and reached their wait. Bounded in loop turns."""
+    for _ in range(100):
+        if d.queued >= n:
+            return
+        await asyncio.sleep(0)  # one loop turn for the acquires to run
+    raise AssertionError(f"{d.queued} requests queued, not {n}")
+
+
 def test_waiting_requests_get_places_in_policy_order_as_places_free() -> None:
     async def scenario() -> list[int]:
         d = Dispatcher([slot(0, 1)], POLICIES["priority"], "least_load", clock=lambda: 0.0)
@@ -52,7 +62,7 @@ def test_waiting_requests_get_places_in_policy_order_as_places_free() -> None:
             asyncio.create_task(wait(job(2, "flex", 1.0))),
             asyncio.create_task(wait(job(3, "realtime", 2.0))),
         ]
-        await asyncio.sleep(0)  # let both queue behind the first
+        await queued(d, 2)  # both queue behind the first
         assert d.queued == 2 and d.queued_by_tier() == {"flex": 1, "realtime": 1}
         d.release(first)
         await asyncio.gather(*tasks)
@@ -66,7 +76,7 @@ def test_a_cancelled_waiter_leaves_the_queue_and_places_are_not_lost() -> None:
         d = Dispatcher([slot(0, 1)], POLICIES["fcfs"], "least_load")
         held = await d.acquire(job(1, "flex"))
         waiter = asyncio.create_task(d.acquire(job(2, "flex")))
-        await asyncio.sleep(0)
+        await queued(d, 1)
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
         d.release(held)
@@ -82,7 +92,7 @@ def test_value_pauses_cheap_work_for_paying_work_only_where_it_can_resume() -> N
         d = Dispatcher([fixed, resumable], POLICIES["value"], "least_load")
         a, b = await d.acquire(job(1, "flex")), await d.acquire(job(2, "flex"))
         paying = asyncio.create_task(d.acquire(job(3, "realtime")))
-        await asyncio.sleep(0)
+        await queued(d, 1)
         leases = {a.replica.index: a, b.replica.index: b}
         assert leases[1].preempt.is_set() and not leases[0].preempt.is_set()
         d.release(leases[1])  # the paused request gives its place back
@@ -99,7 +109,7 @@ def test_value_pauses_nothing_for_paying_work_that_can_wait_for_a_place() -> Non
         # A place frees in about 1 s of service over 2 running: 0.5 s, inside standard's 2 s.
         assert d.place_wait_s() == 0.5
         paying = asyncio.create_task(d.acquire(job(3, "standard")))
-        await asyncio.sleep(0)
+        await queued(d, 1)
         assert not a.preempt.is_set() and not b.preempt.is_set() and d.preemptions == 0
         d.release(a)  # a place frees: the standard request takes it, ahead of any flex
         lease = await asyncio.wait_for(paying, 1)
@@ -119,7 +129,7 @@ def test_value_pauses_nothing_whose_recompute_costs_more_than_the_paying_job_los
         d = Dispatcher([replica], POLICIES["value"], "least_load", clock=lambda: 0.0)
         held = await d.acquire(job(1, "flex"))
         paying = asyncio.create_task(d.acquire(job(2, "realtime")))
-        await asyncio.sleep(0)
+        await queued(d, 1)
         paused = held.preempt.is_set()
         d.release(held)
         d.release(await asyncio.wait_for(paying, 1))

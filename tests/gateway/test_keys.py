@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from tokenfactory.gateway import keys
@@ -13,12 +16,18 @@ from tokenfactory.ledger import KeyRecord, Ledger
 
 
 class CountingLedger(Ledger):
-    """A real ledger that counts its key reads."""
+    """A real ledger that counts its key reads, each of which says it has begun and then
+    waits until the test lets reads go (once let go, they all go)."""
 
-    reads = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+        self.begun, self.go = threading.Event(), threading.Event()
 
     def find_key(self, secret: str) -> KeyRecord | None:
         self.reads += 1
+        self.begun.set()
+        self.go.wait()
         return super().find_key(secret)
 
 
@@ -31,9 +40,13 @@ def test_requests_that_miss_together_share_one_read(
     cache = KeyCache(ledger)
 
     async def burst() -> list[KeyRecord | None]:
+        ledger.begun.clear()
         finds = [asyncio.create_task(cache.find(secret)) for _ in range(16)]
-        await asyncio.sleep(0)  # every find has started and waits for the read
+        # The read is begun by the first find, as a task that runs after every find
+        # created before it: once it has begun, all sixteen wait for it.
+        assert await anyio.to_thread.run_sync(ledger.begun.wait, 30)
         finds[0].cancel()  # a client that leaves ends no one else's read
+        ledger.go.set()
         return await asyncio.gather(*finds[1:])
 
     try:
